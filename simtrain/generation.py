@@ -1,0 +1,133 @@
+"""Batched text generation on a Hugging Face causal LM, and chat-template bookkeeping.
+
+`HFGenerator` turns a batch of token-id prompts into continuations with one ``generate`` call
+(left padding, attention masks, per-sequence stop at end of turn) and, when asked, the
+per-token log-probs of the sampled tokens. `ChatFormat` computes the exact token ids a chat
+template adds between turns, so a multi-turn conversation can be grown token by token without
+re-tokenising what the model generated.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+
+@dataclass
+class SamplingConfig:
+    """How lines are sampled. ``temperature=0`` means greedy decoding."""
+
+    temperature: float = 0.8
+    top_p: float = 0.95
+    top_k: int = 0  # 0 disables top-k
+    max_new_tokens: int = 48  # cap per line
+    seed: int | None = 0  # fixed seed -> reproducible dialogues
+
+
+@dataclass
+class Generation:
+    token_ids: list[int]  # the generated tokens, ending with the stop token when one was produced
+    logprobs: list[float]  # log-prob of each generated token under logits / temperature
+    text: str  # decoded, special tokens removed, stripped
+    stopped: bool  # False when the line hit max_new_tokens
+
+
+class ChatFormat:
+    """Token-level view of a chat template.
+
+    ``end_of_turn`` is the token that closes a message (``<|im_end|>`` for ChatML models,
+    ``<|eot_id|>`` for Llama 3); it defaults to the tokenizer's eos token.
+    """
+
+    def __init__(self, tokenizer, end_of_turn: str | None = None):
+        self.tok = tokenizer
+        self.end_of_turn = end_of_turn or tokenizer.eos_token
+        self.end_of_turn_id = tokenizer.convert_tokens_to_ids(self.end_of_turn)
+
+    def render(self, messages: list[dict], generation_prompt: bool) -> str:
+        return self.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
+
+    def encode(self, text: str) -> list[int]:
+        return self.tok(text, add_special_tokens=False)["input_ids"]
+
+    def prompt_ids(self, messages: list[dict]) -> list[int]:
+        return self.encode(self.render(messages, generation_prompt=True))
+
+    def next_turn_ids(self, messages: list[dict], new_message: dict) -> list[int]:
+        """Tokens that follow the last assistant message's end-of-turn token when
+        ``new_message`` is appended, up to and including the next generation prompt."""
+        prev = self.render(messages, generation_prompt=False)
+        full = self.render(messages + [new_message], generation_prompt=True)
+        cut = prev.rfind(self.end_of_turn)
+        if cut < 0 or not full.startswith(prev[: cut + len(self.end_of_turn)]):
+            raise ValueError(
+                "This chat template rewrites earlier turns, so a multi-turn continuation cannot be "
+                "grown token by token. Set rollout.end_of_turn to the token that ends a message."
+            )
+        return self.encode(full[cut + len(self.end_of_turn):])
+
+
+class HFGenerator:
+    """One model, many prompts, one ``generate`` call per batch."""
+
+    def __init__(self, model, tokenizer, stop_ids: list[int] | None = None):
+        self.model = model
+        self.tok = tokenizer
+        ids = set(stop_ids or [])
+        ids.add(tokenizer.eos_token_id)
+        eos = getattr(model.generation_config, "eos_token_id", None)
+        ids.update(eos if isinstance(eos, list) else ([eos] if eos is not None else []))
+        self.stop_ids = sorted(ids)
+
+    def adapter_context(self, use_adapter: bool):
+        """Disable a peft adapter, so one set of base weights serves simulator and agent."""
+        if not use_adapter and hasattr(self.model, "disable_adapter"):
+            return self.model.disable_adapter()
+        return nullcontext()
+
+    def generate(self, prompts: list[list[int]], sampling: SamplingConfig,
+                 use_adapter: bool = True, want_logprobs: bool = False) -> list[Generation]:
+        import torch
+
+        if not prompts:
+            return []
+        device = next(self.model.parameters()).device
+        pad = self.tok.pad_token_id
+        width = max(len(p) for p in prompts)
+        input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=device)
+        attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
+        greedy = sampling.temperature <= 0
+        kwargs = dict(
+            max_new_tokens=sampling.max_new_tokens,
+            do_sample=not greedy,
+            eos_token_id=self.stop_ids,
+            pad_token_id=pad,
+            return_dict_in_generate=True,
+            output_logits=want_logprobs,
+        )
+        if not greedy:
+            kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k or None)
+        else:
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        with torch.no_grad(), self.adapter_context(use_adapter):
+            out = self.model.generate(input_ids=input_ids, attention_mask=attention, **kwargs)
+        new = out.sequences[:, width:].tolist()
+        logps = None
+        if want_logprobs:
+            # Same quantity the GRPO trainer recomputes: log_softmax(logits / temperature).
+            logits = torch.stack(out.logits, dim=1).float()
+            logits = logits / (sampling.temperature if not greedy else 1.0)
+            logps = torch.log_softmax(logits, dim=-1).gather(
+                -1, out.sequences[:, width:].unsqueeze(-1)).squeeze(-1).tolist()
+        stops = set(self.stop_ids)
+        results = []
+        for i, ids in enumerate(new):
+            end = next((j + 1 for j, t in enumerate(ids) if t in stops), None)
+            keep = ids[:end] if end is not None else ids
+            results.append(Generation(
+                token_ids=keep,
+                logprobs=logps[i][: len(keep)] if logps is not None else [],
+                text=self.tok.decode(keep, skip_special_tokens=True).strip(),
+                stopped=end is not None,
+            ))
+        return results

@@ -1,0 +1,227 @@
+"""The batched multi-turn rollout engine.
+
+Dialogues run in lockstep: at each utterance, the simulator lines of every dialogue in the
+batch come from ONE batched ``generate`` call, then the agent lines from one call. For
+training, each dialogue records (in the simulator's chat template):
+
+* ``prompt_ids``: system prompt + everything before the simulator's first line;
+* ``completion_ids``: the whole multi-turn continuation after that prompt;
+* ``env_mask``: 1 exactly on tokens the simulator generated, 0 on agent text and template
+  scaffolding (so the trainer's loss ignores what the simulator did not say);
+* ``logprobs``: the simulator's log-prob of each completion token (0.0 where the mask is 0).
+
+The continuation is grown token by token (never re-tokenised), so the recorded ids are exactly
+what the model saw and generated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, Sequence
+
+from envs.personas import Persona
+from envs.tasks import SHORT_REPLY, Task, opening_line
+from simtrain.dialogue import Dialogue, Turn
+from simtrain.generation import ChatFormat, HFGenerator, SamplingConfig
+from simtrain.reporting import Reporter
+
+
+class Agent(Protocol):
+    def respond(self, conversations: list[list[dict]]) -> list[str]: ...
+
+
+@dataclass
+class RolloutJob:
+    """One dialogue to run: a task, a persona and an id."""
+
+    task: Task
+    persona: Persona
+    id: str
+    meta: dict = field(default_factory=dict)
+
+
+@dataclass
+class _State:
+    job: RolloutJob
+    turns: list[Turn] = field(default_factory=list)
+    prompt_ids: list[int] | None = None
+    completion: list[int] = field(default_factory=list)
+    mask: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+
+
+def simulator_messages(task: Task, persona: Persona, turns: list[Turn], reminder: str = SHORT_REPLY) -> list[dict]:
+    """The conversation as the simulator sees it: agent lines are the "user"."""
+    messages = [{"role": "system", "content": task.simulator_system(persona)}]
+    if not turns or turns[0].speaker == "simulator":
+        messages.append({"role": "user", "content": "(Start the conversation.)"})
+    for t in turns:
+        if t.speaker == "agent":
+            messages.append({"role": "user", "content": t.text + (f"\n\n({reminder})" if reminder else "")})
+        else:
+            messages.append({"role": "assistant", "content": t.text})
+    return messages
+
+
+def agent_messages(task: Task, persona: Persona, turns: list[Turn]) -> list[dict]:
+    """The conversation as the task agent sees it: simulator lines are the "user"."""
+    messages = [{"role": "system", "content": task.agent_system(persona)}]
+    if not turns or turns[0].speaker == "agent":
+        messages.append({"role": "user", "content": f"(The {task.simulator_role} has joined. Begin.)"})
+    for t in turns:
+        messages.append({"role": "assistant" if t.speaker == "agent" else "user", "content": t.text})
+    return messages
+
+
+class RolloutEngine:
+    """Runs batches of simulator-vs-agent dialogues.
+
+    Args:
+        simulator: generator holding the simulator model (optionally a peft model).
+        agent: the task agent (``envs.agents.HFAgent`` or ``OpenAIAgent``).
+        sampling: simulator sampling settings; ``seed`` makes runs reproducible.
+        num_utterances: utterances per dialogue, both speakers counted (the agent's opening too).
+        first_speaker: "agent" (default) or "simulator".
+        reminder: short-reply reminder appended to each agent line in the simulator's view
+            (as in the reference setup); "" turns it off.
+        batch_size: dialogues per lockstep batch.
+    """
+
+    def __init__(self, simulator: HFGenerator, agent: Agent, sampling: SamplingConfig | None = None,
+                 num_utterances: int = 8, first_speaker: str = "agent", reminder: str = SHORT_REPLY,
+                 batch_size: int = 16, end_of_turn: str | None = None, reporter: Reporter | None = None):
+        if first_speaker not in ("agent", "simulator"):
+            raise ValueError(f"first_speaker must be 'agent' or 'simulator', got {first_speaker!r}")
+        if num_utterances < 1:
+            raise ValueError("num_utterances must be at least 1")
+        self.sim = simulator
+        self.agent = agent
+        self.sampling = sampling or SamplingConfig()
+        self.num_utterances = num_utterances
+        self.first_speaker = first_speaker
+        self.reminder = reminder
+        self.batch_size = max(1, batch_size)
+        self.fmt = ChatFormat(simulator.tok, end_of_turn)
+        self.reporter = reporter or Reporter()
+
+    def run(self, jobs: Sequence[RolloutJob], record_tokens: bool = True) -> list[Dialogue]:
+        """Run all jobs, ``batch_size`` at a time, and return one Dialogue per job, in order."""
+        import torch
+
+        if self.sampling.seed is not None:
+            torch.manual_seed(self.sampling.seed)
+        out: list[Dialogue] = []
+        batches = [jobs[i:i + self.batch_size] for i in range(0, len(jobs), self.batch_size)]
+        with self.reporter.progress(len(jobs) * self.num_utterances, "rollout (utterances)") as advance:
+            for batch in batches:
+                out.extend(self._run_batch(list(batch), record_tokens, advance))
+        return out
+
+    def _speaker(self, index: int) -> str:
+        other = "simulator" if self.first_speaker == "agent" else "agent"
+        return self.first_speaker if index % 2 == 0 else other
+
+    def _run_batch(self, jobs: list[RolloutJob], record_tokens: bool, advance) -> list[Dialogue]:
+        states = [_State(job) for job in jobs]
+        for u in range(self.num_utterances):
+            if self._speaker(u) == "simulator":
+                self._simulator_step(states, record_tokens)
+            else:
+                self._agent_step(states, u, record_tokens)
+            advance(len(states))
+        return [self._finish(s, record_tokens) for s in states]
+
+    def _simulator_step(self, states: list[_State], record_tokens: bool) -> None:
+        for s in states:
+            if s.prompt_ids is None:
+                s.prompt_ids = self.fmt.prompt_ids(simulator_messages(s.job.task, s.job.persona, s.turns, self.reminder))
+        gens = self.sim.generate([s.prompt_ids + s.completion for s in states], self.sampling,
+                                 use_adapter=True, want_logprobs=record_tokens)
+        for s, g in zip(states, gens):
+            s.completion += g.token_ids
+            s.mask += [1] * len(g.token_ids)
+            s.logprobs += g.logprobs if record_tokens else [0.0] * len(g.token_ids)
+            if not g.stopped:  # close the turn the way the template would; not the model's token
+                s.completion.append(self.fmt.end_of_turn_id)
+                s.mask.append(0)
+                s.logprobs.append(0.0)
+            s.turns.append(Turn("simulator", g.text))
+
+    def _agent_step(self, states: list[_State], u: int, record_tokens: bool) -> None:
+        opening = [opening_line(s.job.task, s.job.persona) if u == 0 else "" for s in states]
+        if all(opening):
+            texts = opening
+        else:
+            texts = self.agent.respond([agent_messages(s.job.task, s.job.persona, s.turns) for s in states])
+        for s, text in zip(states, texts):
+            if s.prompt_ids is not None:  # the simulator has spoken: extend its continuation
+                before = simulator_messages(s.job.task, s.job.persona, s.turns, self.reminder)
+                new = {"role": "user", "content": text + (f"\n\n({self.reminder})" if self.reminder else "")}
+                ids = self.fmt.next_turn_ids(before, new)
+                s.completion += ids
+                s.mask += [0] * len(ids)
+                s.logprobs += [0.0] * len(ids)
+            s.turns.append(Turn("agent", text))
+
+    def _finish(self, s: _State, record_tokens: bool) -> Dialogue:
+        d = Dialogue(id=s.job.id, task=s.job.task.name, persona=s.job.persona.to_dict(), turns=s.turns,
+                     meta=dict(s.job.meta))
+        if record_tokens and s.prompt_ids is not None:
+            # Trailing agent tokens carry no training signal; keep them (masked) for the record.
+            d.prompt_ids, d.completion_ids = s.prompt_ids, s.completion
+            d.env_mask, d.logprobs = s.mask, s.logprobs
+        return d
+
+
+# --- building an engine from a RunConfig -------------------------------------------------
+
+
+def make_jobs(cfg, split: str | None = None) -> list[RolloutJob]:
+    """One job per (task, persona, repeat) from the config's data section."""
+    from envs.personas import load_personas
+    from envs.tasks import get_task
+
+    jobs = []
+    for task_name in cfg.data.tasks:
+        task = get_task(task_name)
+        personas = load_personas(cfg.data.personas.get(task_name, task_name), split=split or cfg.data.split)
+        if cfg.data.max_personas:
+            personas = personas[: cfg.data.max_personas]
+        for p in personas:
+            for r in range(cfg.rollout.dialogues_per_persona):
+                jobs.append(RolloutJob(task, p, f"{task_name}/{p.id}/{r}", {"repeat": r}))
+    return jobs
+
+
+def sampling_from(section, seed: int | None) -> SamplingConfig:
+    return SamplingConfig(temperature=section.temperature, top_p=section.top_p, top_k=section.top_k,
+                          max_new_tokens=section.max_new_tokens, seed=seed)
+
+
+def build_engine(cfg, simulator=None, reporter: Reporter | None = None) -> RolloutEngine:
+    """Build the engine a RunConfig describes. ``simulator`` may be an already loaded
+    ``LoadedModel`` (the trainer passes its policy); otherwise it is loaded from config."""
+    from envs.agents import HFAgent, OpenAIAgent
+    from simtrain import models
+    from simtrain.openai_client import EndpointConfig
+
+    if simulator is None:
+        simulator = models.load_with_adapter(cfg.simulator.name, cfg.simulator.adapter, dtype=cfg.simulator.dtype,
+                                             trust_remote_code=cfg.simulator.trust_remote_code)
+    sim_gen = HFGenerator(simulator.model, simulator.tokenizer)
+    a = cfg.agent
+    agent_sampling = sampling_from(a.sampling, cfg.rollout.seed)
+    if a.kind == "openai":
+        if not a.base_url:
+            raise ValueError("agent.kind is 'openai' but agent.base_url is not set")
+        agent = OpenAIAgent(EndpointConfig(base_url=a.base_url, model=a.model or "default", api_key_env=a.api_key_env,
+                                           concurrency=a.concurrency, timeout_s=a.timeout_s), agent_sampling)
+    elif a.model in (None, cfg.simulator.name):
+        agent = HFAgent(sim_gen, agent_sampling, use_adapter=False)  # shared base weights
+    else:
+        other = models.load(a.model, dtype=cfg.simulator.dtype, trust_remote_code=cfg.simulator.trust_remote_code)
+        agent = HFAgent(HFGenerator(other.model, other.tokenizer), agent_sampling)
+    r = cfg.rollout
+    return RolloutEngine(sim_gen, agent, sampling_from(r.sampling, r.seed), num_utterances=r.num_utterances,
+                         first_speaker=r.first_speaker, reminder=r.reminder, batch_size=r.batch_size,
+                         end_of_turn=r.end_of_turn, reporter=reporter)
