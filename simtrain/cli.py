@@ -78,6 +78,100 @@ def rollout(
 
 
 @app.command()
+def score(
+    dialogues: Path = typer.Option(..., "--dialogues", "-d", help="Interchange JSONL to score."),
+    out: Path = typer.Option(Path("scored.jsonl"), "--out", "-o", help="Where to write the scored dialogues."),
+    config: Optional[Path] = ConfigOpt,
+    judge: Optional[str] = typer.Option(None, help="Judge backend: hf, openai or nli (overrides config)."),
+    judge_model: Optional[str] = typer.Option(None, help="Judge model (overrides config)."),
+    judge_url: Optional[str] = typer.Option(None, help="Endpoint base URL for the openai judge."),
+    set_: list[str] = SetOpt,
+):
+    """Add per-line and per-dialogue scores for every reward to interchange dialogues."""
+    _quiet_libraries()
+    from rewards.scoring import Scorer, summarize
+    from simtrain.config import ConfigError, load_config
+    from simtrain.dialogue import DialogueFormatError, read_dialogues, write_dialogues
+    from simtrain.reporting import RichReporter
+
+    reporter = RichReporter()
+    overrides = _overrides(set_)
+    for key, value in (("judge.backend", judge), ("judge.model", judge_model), ("judge.base_url", judge_url)):
+        if value:
+            overrides[key] = value
+    try:
+        cfg = load_config(config, overrides)
+        items = read_dialogues(dialogues)
+        scorer = Scorer.from_config(cfg)
+    except (ConfigError, DialogueFormatError, ValueError, FileNotFoundError) as err:
+        _fail(err)
+    reporter.log(f"scoring {len(items)} dialogues with {', '.join(scorer.names)}")
+    values = scorer.score(items)
+    write_dialogues(items, out)
+    summary = summarize(items, values)
+    for name, v in summary["means"].items():
+        typer.echo(f"{name:>18}: {'n/a' if v is None else f'{v:.3f}'}")
+    if scorer.judge is not None:
+        st = scorer.judge.stats
+        typer.echo(f"judge {scorer.judge.id}: {st.queries} queries, {st.cache_hits} cached, {st.failed} failed, "
+                   f"{st.seconds:.1f} s")
+    reporter.log(f"wrote {out}")
+
+
+@app.command("eval")
+def eval_(
+    config: Optional[Path] = ConfigOpt,
+    model: Optional[str] = typer.Option(None, "--model", help="Simulator A: model name, path or adapter dir (default: config's)."),
+    compare: Optional[str] = typer.Option(None, "--compare", help="Simulator B, compared against A."),
+    out: Path = typer.Option(Path("runs/eval"), "--out", "-o", help="Folder for report.json, report.md, drift.png."),
+    set_: list[str] = SetOpt,
+):
+    """Roll out the eval split with one or two simulators, score it, and write a report."""
+    _quiet_libraries()
+    from simtrain.config import ConfigError, load_config
+    from simtrain.evaluate import evaluate
+    from simtrain.reporting import RichReporter
+
+    try:
+        cfg = load_config(config, _overrides(set_))
+    except ConfigError as err:
+        _fail(err)
+    sims = [model or cfg.simulator.name] + ([compare] if compare else [])
+    report = evaluate(cfg, sims, out, reporter=RichReporter())
+    typer.echo((out / "report.md").read_text())
+    if "reduction" in report:
+        for task, red in report["reduction"].items():
+            typer.echo(f"{task}: " + ", ".join(f"{m} {'n/a' if v is None else f'{v:+.1%}'}" for m, v in red.items()))
+
+
+@app.command()
+def train(
+    config: Optional[Path] = ConfigOpt,
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this folder from its last checkpoint."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Attach to a Ray cluster (default: RAY_ADDRESS or a local Ray)."),
+    set_: list[str] = SetOpt,
+):
+    """Train the simulator with multi-turn GRPO on the consistency rewards."""
+    _quiet_libraries()
+    from simtrain.config import ConfigError, load_config
+    from simtrain.reporting import RichReporter
+    from simtrain.train import train as run_train
+
+    overrides = _overrides(set_)
+    if ray_address:
+        overrides["train.ray_address"] = ray_address
+    try:
+        cfg = load_config(config, overrides) if not resume else None
+        result = run_train(cfg, resume=resume, reporter=RichReporter(), overrides=overrides)
+    except (ConfigError, FileNotFoundError, ValueError) as err:
+        _fail(err)
+    typer.echo(f"trained {result.global_step} steps; adapter: {result.final_dir}")
+    typer.echo(f"metrics: {result.metrics_path}")
+    if result.wandb_dir:
+        typer.echo(f"wandb offline run: {result.wandb_dir}  (sync with: wandb sync {result.wandb_dir})")
+
+
+@app.command()
 def validate(path: Path = typer.Argument(..., help="Interchange JSONL or persona file (.jsonl/.csv).")):
     """Check a dialogue or persona file and report the first problem clearly."""
     from envs.personas import PersonaFormatError, load_personas

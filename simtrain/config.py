@@ -67,6 +67,67 @@ class DataConfig(_Section):
     max_personas: int | None = Field(None, ge=1, description="Use at most this many personas per task (the first ones).")
 
 
+class JudgeConfig(_Section):
+    backend: Literal["hf", "openai", "nli"] = Field("hf", description="Judge backend: hf (local causal LM), openai (endpoint), nli (CrossEncoder).")
+    model: str = Field("smollm2", description="Judge model: a simtrain model name / path (hf, nli) or the served model name (openai).")
+    base_url: str | None = Field(None, description="Endpoint base URL for backend 'openai'.")
+    api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable holding the endpoint's API key.")
+    concurrency: int = Field(8, ge=1, description="Concurrent requests (openai).")
+    timeout_s: float = Field(60.0, gt=0, description="Per-request timeout (openai).")
+    max_retries: int = Field(3, ge=0, description="Retries with exponential backoff on timeouts, 429 and 5xx (openai).")
+    batch_size: int = Field(8, ge=1, description="Queries per forward pass (hf, nli).")
+    threshold: float = Field(0.5, gt=0, lt=1, description="P(contradiction) at or above which a line is judged inconsistent.")
+    calibrate: bool = Field(True, description="Compare each verdict with the same question about a neutral line (cancels a yes/no bias).")
+    qa_when: str = Field("half", description="When Q&A probes are asked: 'end', 'half' (half-way and end) or 'each' line.")
+    cache_path: str | None = Field(None, description="JSONL file caching judgements across runs; default: <run dir>/judge_cache.jsonl.")
+
+
+class RewardSection(_Section):
+    name: str | None = Field(None, description="A registered reward: prompt_to_line, line_to_line, qa, guard_* or a plug-in's name.")
+    path: str | None = Field(None, description="Or a dotted 'package.module:function' path.")
+    weight: float = Field(1.0, description="Weight in the composite reward.")
+    args: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments for the reward.")
+
+    def model_post_init(self, _ctx) -> None:
+        if bool(self.name) == bool(self.path):
+            raise ValueError("each reward needs exactly one of 'name' or 'path'")
+
+
+def _default_rewards() -> list[RewardSection]:
+    from rewards.registry import DEFAULT_REWARDS
+
+    return [RewardSection(name=r.name, weight=r.weight) for r in DEFAULT_REWARDS]
+
+
+class TrainConfig(_Section):
+    max_steps: int = Field(20, ge=1, description="Optimizer steps.")
+    num_generations: int = Field(4, ge=2, description="Dialogues per persona per step: one GRPO group.")
+    personas_per_step: int = Field(1, ge=1, description="Persona groups per optimizer step (batch = this x num_generations).")
+    learning_rate: float = Field(2e-5, gt=0, description="AdamW learning rate.")
+    lr_scheduler_type: str = Field("constant", description="transformers scheduler name.")
+    loss_type: str = Field("dapo", description="GRPOTrainer objective: grpo, dr_grpo, dapo, bnpo, cispo, sapo, luspo, vespo.")
+    beta: float = Field(0.0, ge=0, description="KL coefficient against the reference (base) model; 0 disables the KL term.")
+    scale_rewards: str = Field("group", description="Reward scaling: group, batch or none.")
+    multi_objective_aggregation: str = Field("sum_then_normalize", description="sum_then_normalize or normalize_then_sum (GDPO).")
+    epsilon: float = Field(0.2, gt=0, description="PPO-style clipping range.")
+    lora: bool = Field(True, description="Train a LoRA adapter (peft); false trains all weights.")
+    lora_r: int = Field(16, ge=1, description="LoRA rank.")
+    lora_alpha: int = Field(32, ge=1, description="LoRA alpha.")
+    lora_dropout: float = Field(0.0, ge=0, lt=1, description="LoRA dropout.")
+    lora_target_modules: list[str] | str = Field("all-linear", description="Modules LoRA adapts.")
+    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping.")
+    save_steps: int = Field(10, ge=1, description="Checkpoint every N steps (and at the end).")
+    save_total_limit: int | None = Field(3, description="Keep at most this many checkpoints.")
+    num_rollout_workers: int = Field(1, ge=0, description="Ray rollout actors; 0 runs rollouts in the learner process.")
+    worker_max_restarts: int = Field(3, ge=0, description="Times a dead rollout worker is restarted before training fails.")
+    ray_address: str | None = Field(None, description="Ray cluster to attach to (or RAY_ADDRESS); default: start a local Ray.")
+    wandb: bool = Field(True, description="Log to wandb (offline unless WANDB_MODE says otherwise).")
+    wandb_mode: str | None = Field(None, description="wandb mode: offline (default), online or disabled.")
+    wandb_project: str = Field("simtrain", description="wandb project.")
+    log_dialogues: int = Field(4, ge=0, description="Sample dialogues per logging step in the wandb table.")
+    seed: int = Field(0, description="Seed for the trainer (data order, initialisation).")
+
+
 class RunConfig(_Section):
     """A whole run. Sections: simulator, agent, data, rollout (and later judge, rewards, train)."""
 
@@ -76,6 +137,9 @@ class RunConfig(_Section):
     agent: AgentConfig = Field(default_factory=AgentConfig, description="The task agent.")
     data: DataConfig = Field(default_factory=DataConfig, description="Tasks and personas.")
     rollout: RolloutConfig = Field(default_factory=RolloutConfig, description="Dialogue generation.")
+    judge: JudgeConfig = Field(default_factory=JudgeConfig, description="The consistency judge.")
+    rewards: list[RewardSection] = Field(default_factory=_default_rewards, description="Rewards and their weights.")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="RL training.")
 
     def run_dir(self) -> Path:
         return Path(self.output_dir or f"runs/{self.name}")

@@ -183,3 +183,17 @@ def load_with_adapter(name: str, adapter: str | None = None, **kwargs) -> Loaded
         lm.model = PeftModel.from_pretrained(lm.model, adapter)
         lm.model.eval()
     return lm
+
+
+def load_simulator(name_or_dir: str, **kwargs) -> LoadedModel:
+    """Load a simulator by model name, model directory, or peft adapter directory (whose
+    ``adapter_config.json`` names its base model)."""
+    adapter_cfg = Path(name_or_dir) / "adapter_config.json"
+    if adapter_cfg.exists():
+        import json
+
+        base = json.loads(adapter_cfg.read_text())["base_model_name_or_path"]
+        if base == str(embedded_model_dir()):
+            base = EMBEDDED
+        return load_with_adapter(base, name_or_dir, **kwargs)
+    return load(name_or_dir, **kwargs)

@@ -1,0 +1,110 @@
+"""Judge quality on the project's hand-labelled check set (rewards/data/checkset.jsonl).
+
+For each judge variant: balanced accuracy (at the judge's own decision rule, threshold 0.5)
+and ROC AUC per metric on the held-out part, plus judge queries and seconds per dialogue.
+Prints one JSON line. Variants: the embedded SmolLM2 judge asked naively, and with neutral-line
+calibration; an OpenAI-compatible judge too when SIMTRAIN_JUDGE_URL (and SIMTRAIN_JUDGE_MODEL)
+are set.
+
+    python bench/judge_quality.py [--split heldout|tune|all]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+import warnings  # noqa: E402
+
+warnings.filterwarnings("ignore")
+
+CHECKSET = os.path.join(os.path.dirname(__file__), "..", "rewards", "data", "checkset.jsonl")
+
+
+def roc_auc(scores: list[float], positives: list[bool]) -> float | None:
+    """Probability that a random positive scores above a random negative (ties count half)."""
+    pos = [s for s, p in zip(scores, positives) if p]
+    neg = [s for s, p in zip(scores, positives) if not p]
+    if not pos or not neg:
+        return None
+    wins = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg)
+    return wins / (len(pos) * len(neg))
+
+
+def balanced_accuracy(pred: list[bool], positives: list[bool]) -> float | None:
+    tp = sum(p and y for p, y in zip(pred, positives))
+    tn = sum((not p) and (not y) for p, y in zip(pred, positives))
+    npos, nneg = sum(positives), len(positives) - sum(positives)
+    if not npos or not nneg:
+        return None
+    return 0.5 * (tp / npos + tn / nneg)
+
+
+def evaluate_judge(judge, dialogues, calibrate: bool, threshold: float = 0.5) -> dict:
+    from rewards.line_to_line import LineToLine
+    from rewards.prompt_to_line import PromptToLine
+
+    out = {}
+    t0, q0 = judge.stats.seconds, judge.stats.queries
+    p2l = PromptToLine(judge, threshold=threshold, calibrate=calibrate).line_probs(dialogues)
+    scores, labels = [], []
+    for d, probs in zip(dialogues, p2l):
+        for t, p in zip(d.simulator_indices(), probs):
+            if p is not None:
+                scores.append(p)
+                labels.append(d.turns[t].extra["labels"]["prompt_to_line"] == 0)
+    out["prompt_to_line"] = _metrics(scores, labels, threshold)
+    l2l = LineToLine(judge, threshold=threshold, calibrate=calibrate).score(dialogues)
+    scores, labels = [], []
+    for d, r in zip(dialogues, l2l):
+        for k, t in enumerate(d.simulator_indices()):
+            p = r.details["p_contradiction"][k]
+            if k > 0 and p is not None:
+                scores.append(p)
+                labels.append(d.turns[t].extra["labels"]["line_to_line"] == 0)
+    out["line_to_line"] = _metrics(scores, labels, threshold)
+    out["queries_per_dialogue"] = round((judge.stats.queries - q0) / len(dialogues), 2)
+    out["seconds_per_dialogue"] = round((judge.stats.seconds - t0) / len(dialogues), 3)
+    return out
+
+
+def _metrics(scores, labels, threshold):
+    r = lambda x: None if x is None else round(x, 3)  # noqa: E731
+    return {"balanced_accuracy": r(balanced_accuracy([s >= threshold for s in scores], labels)),
+            "roc_auc": r(roc_auc(scores, labels)), "n": len(labels), "n_inconsistent": sum(labels),
+            "flagged_rate": r(sum(s >= threshold for s in scores) / len(scores)) if scores else None}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--split", default="heldout", choices=["heldout", "tune", "all"])
+    ap.add_argument("--limit", type=int, default=None, help="Use only the first N dialogues (quick runs).")
+    args = ap.parse_args()
+
+    from rewards.judges import HFJudge, JudgeCache, OpenAIJudge
+    from simtrain.dialogue import read_dialogues
+    from simtrain.openai_client import EndpointConfig
+
+    dialogues = [d for d in read_dialogues(CHECKSET) if args.split == "all" or d.meta.get("split") == args.split]
+    dialogues = dialogues[: args.limit] if args.limit else dialogues
+    result = {"split": args.split, "dialogues": len(dialogues),
+              "labelled_lines": sum(len(d.simulator_lines()) for d in dialogues), "judges": {}}
+    t0 = time.perf_counter()
+    hf = HFJudge("smollm2", batch_size=8, cache=JudgeCache())
+    result["judges"]["hf-smollm2-naive"] = evaluate_judge(hf, dialogues, calibrate=False)
+    hf_cal = HFJudge("smollm2", batch_size=8, loaded=hf.lm, cache=JudgeCache())
+    result["judges"]["hf-smollm2-calibrated"] = evaluate_judge(hf_cal, dialogues, calibrate=True)
+    if os.environ.get("SIMTRAIN_JUDGE_URL"):
+        ep = EndpointConfig(base_url=os.environ["SIMTRAIN_JUDGE_URL"], model=os.environ.get("SIMTRAIN_JUDGE_MODEL", "default"))
+        result["judges"]["openai"] = evaluate_judge(OpenAIJudge(ep), dialogues, calibrate=False)
+    result["wall_s"] = round(time.perf_counter() - t0, 1)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""What every consistency metric shares: its result type and the TRL reward adapter.
+
+A metric scores whole dialogues. ``metric.score(dialogues)`` gives a :class:`MetricResult`
+per dialogue (a dialogue score in [0, 1] and one score per simulator line, ``None`` where
+nothing could be judged). Called as ``metric(prompts, completions, dialogues=..., **kw)`` it is a
+TRL reward function returning one float (or None) per dialogue.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from simtrain.dialogue import Dialogue
+
+
+@dataclass
+class MetricResult:
+    score: float | None  # dialogue score in [0, 1]; None when nothing could be judged
+    lines: list[float | None]  # per simulator line (aligned with dialogue.simulator_lines())
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"score": self.score, "lines": self.lines, **self.details}
+
+
+def mean(xs: Sequence[float | None]) -> float | None:
+    vals = [x for x in xs if x is not None]
+    return sum(vals) / len(vals) if vals else None
+
+
+def logit(p: float) -> float:
+    p = min(max(p, 1e-6), 1 - 1e-6)
+    return math.log(p / (1 - p))
+
+
+def calibrated(p: float | None, reference: float | None) -> float | None:
+    """P(problem) relative to the same question about a neutral line: sigmoid(logit p - logit ref).
+    0.5 then means "no more suspicious than a line that says nothing"."""
+    if p is None or reference is None:
+        return p
+    return 1 / (1 + math.exp(-(logit(p) - logit(reference))))
+
+
+NEUTRAL_LINE = "Okay."
+
+
+def persona_text(d: Dialogue) -> str:
+    return d.persona.get("description", "")
+
+
+def speaker_name(d: Dialogue) -> str:
+    return d.persona.get("name") or (d.persona.get("facts") or {}).get("name") or "the speaker"
+
+
+def task_context(d: Dialogue) -> tuple[str, str]:
+    """(scenario, simulator role) for a dialogue's task; generic for unknown tasks."""
+    from envs.personas import Persona
+    from envs.tasks import TASKS, _fill
+
+    task = TASKS.get(d.task)
+    if task is None:
+        return d.meta.get("scenario", "A conversation."), d.meta.get("role", "person")
+    p = Persona(id=d.persona.get("id", ""), description=persona_text(d), name=d.persona.get("name", ""),
+                facts={k: str(v) for k, v in (d.persona.get("facts") or {}).items()})
+    return _fill(task.scenario, p), task.simulator_role
+
+
+def numbered(lines: Sequence[str]) -> str:
+    return "\n".join(f"{i + 1}. \"{l}\"" for i, l in enumerate(lines)) or "(none)"
+
+
+class Metric:
+    """Base for the consistency metrics; subclasses implement ``score``."""
+
+    name = "metric"
+    needs_judge = True
+
+    def __init__(self, judge=None, threshold: float = 0.5):
+        self.judge = judge
+        self.threshold = threshold
+        self.__name__ = self.name  # TRL logs reward functions by __name__
+
+    def score(self, dialogues: Sequence[Dialogue]) -> list[MetricResult]:  # pragma: no cover
+        raise NotImplementedError
+
+    def __call__(self, prompts=None, completions=None, dialogues=None, **kwargs) -> list[float | None]:
+        if dialogues is None:
+            raise ValueError(f"reward {self.name!r} needs the dialogue objects (kwarg 'dialogues')")
+        return [r.score for r in self.score(dialogues)]

@@ -1,0 +1,115 @@
+"""Guards against reward hacking. No judge: fast, deterministic text checks.
+
+The reference work saw trained patients collapse into short, formulaic restatements of their
+persona, and saw lines that only ask questions pass the consistency judge. Each guard scores
+a dialogue in [0, 1] (1 = no problem) from per-line flags, and is a reward that training
+configs turn on by default.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Sequence
+
+from rewards.base import Metric, MetricResult, mean
+from simtrain.dialogue import Dialogue
+
+_WORD = re.compile(r"[a-z0-9']+")
+
+
+def words(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+def ngrams(tokens: list[str], n: int) -> set[tuple[str, ...]]:
+    return {tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)}
+
+
+def distinct_n(lines: Sequence[str], n: int = 2) -> float | None:
+    """Distinct n-grams / all n-grams over the lines (1.0 = no repetition)."""
+    grams = [g for l in lines for g in (tuple(words(l)[i:i + n]) for i in range(len(words(l)) - n + 1))]
+    return len(set(grams)) / len(grams) if grams else None
+
+
+def is_question_only(line: str) -> bool:
+    sentences = [s.strip() for s in re.split(r"(?<=[.!?])\s+", line.strip()) if s.strip()]
+    return bool(sentences) and all(s.endswith("?") for s in sentences)
+
+
+def copies_persona(line: str, persona: str, n: int = 5, max_share: float = 0.5) -> bool:
+    """True when over ``max_share`` of the line's n-grams appear verbatim in the persona text."""
+    grams = ngrams(words(line), n)
+    return bool(grams) and len(grams & ngrams(words(persona), n)) / len(grams) > max_share
+
+
+def repeats(line: str, earlier: Sequence[str], max_overlap: float = 0.6) -> bool:
+    """True when the line shares over ``max_overlap`` of its bigrams with one earlier line."""
+    mine = ngrams(words(line), 2)
+    if not mine:
+        return bool(earlier) and any(words(e) == words(line) for e in earlier)
+    return any(len(mine & ngrams(words(e), 2)) / len(mine) > max_overlap for e in earlier)
+
+
+class _Guard(Metric):
+    needs_judge = False
+
+    def __init__(self, judge=None, threshold: float = 0.5, **kw):
+        super().__init__(None, threshold)
+        self.options = kw
+
+    def flag(self, line: str, earlier: list[str], d: Dialogue) -> bool:  # pragma: no cover
+        raise NotImplementedError
+
+    def score(self, dialogues: Sequence[Dialogue]) -> list[MetricResult]:
+        out = []
+        for d in dialogues:
+            lines = d.simulator_lines()
+            per = [0.0 if self.flag(l, lines[:i], d) else 1.0 for i, l in enumerate(lines)]
+            out.append(MetricResult(mean(per), per))
+        return out
+
+
+class NoRepetition(_Guard):
+    """Flags a line that repeats an earlier line of the simulator."""
+
+    name = "guard_repetition"
+
+    def flag(self, line, earlier, d):
+        return repeats(line, earlier, self.options.get("max_overlap", 0.6))
+
+
+class NoQuestionOnly(_Guard):
+    """Flags a line made only of questions (a judge-pleasing dodge)."""
+
+    name = "guard_questions"
+
+    def flag(self, line, earlier, d):
+        return is_question_only(line)
+
+
+class NoPersonaCopy(_Guard):
+    """Flags a line that copies the persona description verbatim."""
+
+    name = "guard_copy"
+
+    def flag(self, line, earlier, d):
+        return copies_persona(line, d.persona.get("description", ""), max_share=self.options.get("max_share", 0.5))
+
+
+class MinLength(_Guard):
+    """Flags a line with fewer than ``min_words`` words (default 4)."""
+
+    name = "guard_length"
+
+    def flag(self, line, earlier, d):
+        return len(words(line)) < self.options.get("min_words", 4)
+
+
+def guard_metrics(dialogues: Sequence[Dialogue]) -> dict[str, float | None]:
+    """Summary statistics that show collapse: line length, distinct-2, question-only rate."""
+    lines = [l for d in dialogues for l in d.simulator_lines()]
+    return {
+        "mean_line_words": mean([float(len(words(l))) for l in lines]),
+        "distinct_2": distinct_n(lines, 2),
+        "question_only_rate": mean([float(is_question_only(l)) for l in lines]),
+    }

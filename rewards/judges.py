@@ -1,0 +1,357 @@
+"""Judges: one small interface, several backends, one cache.
+
+A judge answers :class:`Query` objects. Every query is multiple choice; a yes/no question is
+the two options ``("YES", "NO")``, phrased so that YES means "there is a problem". The answer
+is a probability for each option, read directly from the judge model's next-token
+distribution where possible, so there is no free text to mis-parse. A query the backend could
+not answer (a failed request, an unreadable reply) comes back as ``None``: it is counted in
+``judge.stats`` and logged, never turned silently into a 0 or a 1.
+
+Backends:
+* ``hf``: any local transformers causal LM (default: the embedded SmolLM2), batched forward passes.
+* ``openai``: any OpenAI-compatible endpoint; log-probs when the server returns them, a strict
+  one-word answer format otherwise.
+* ``nli``: a sentence-transformers CrossEncoder NLI model (contradiction / entailment / neutral).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+logger = logging.getLogger("simtrain.judges")
+
+YES_NO = ("YES", "NO")
+LETTERS = "ABCDEFGHIJ"
+
+
+@dataclass(frozen=True)
+class Query:
+    """One question for a judge.
+
+    ``prompt`` is what LLM judges read. ``premise``/``hypotheses`` are what NLI judges read:
+    for a yes/no query one hypothesis whose contradiction probability is P(YES); for a
+    multiple-choice query one hypothesis per option.
+    """
+
+    prompt: str
+    options: tuple[str, ...] = YES_NO
+    premise: str = ""
+    hypotheses: tuple[str, ...] = ()
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return YES_NO if self.options == YES_NO else tuple(LETTERS[: len(self.options)])
+
+    def key(self, judge_id: str) -> str:
+        raw = json.dumps([judge_id, self.prompt, self.options, self.premise, self.hypotheses])
+        return hashlib.sha1(raw.encode()).hexdigest()
+
+
+Answer = tuple[float, ...]  # one probability per option, summing to 1
+
+
+@dataclass
+class JudgeStats:
+    queries: int = 0  # sent to the backend (cache misses)
+    cache_hits: int = 0
+    failed: int = 0  # unanswerable / unreadable
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+class JudgeCache:
+    """Answers by (judge, query). In memory, and appended to a JSONL file when ``path`` is set,
+    so a rerun (or a resumed training run) never pays for the same judgement twice."""
+
+    def __init__(self, path: str | Path | None = None):
+        self.path = Path(path) if path else None
+        self._data: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
+        if self.path and self.path.exists():
+            for line in self.path.read_text(encoding="utf-8").splitlines():
+                try:
+                    k, v = json.loads(line)
+                    self._data[k] = v
+                except (ValueError, TypeError):
+                    continue  # a torn last line from an interrupted run
+
+    def get(self, key: str) -> Answer | None:
+        v = self._data.get(key)
+        return tuple(v) if v is not None else None
+
+    def put(self, items: dict[str, Answer]) -> None:
+        with self._lock:
+            self._data.update({k: list(v) for k, v in items.items()})
+            if self.path and items:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                with self.path.open("a", encoding="utf-8") as fh:
+                    for k, v in items.items():
+                        fh.write(json.dumps([k, list(v)]) + "\n")
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+class Judge:
+    """Base class: caching, stats and failure accounting around a backend's ``_ask``."""
+
+    name = "judge"
+
+    def __init__(self, cache: JudgeCache | None = None):
+        self.cache = cache if cache is not None else JudgeCache()
+        self.stats = JudgeStats()
+
+    @property
+    def id(self) -> str:
+        return self.name
+
+    def ask(self, queries: Sequence[Query]) -> list[Answer | None]:
+        keys = [q.key(self.id) for q in queries]
+        out: list[Answer | None] = [self.cache.get(k) for k in keys]
+        todo = [i for i, a in enumerate(out) if a is None]
+        self.stats.cache_hits += len(queries) - len(todo)
+        if todo:
+            # Ask each distinct query once, even when a batch repeats it.
+            unique: dict[str, int] = {}
+            for i in todo:
+                unique.setdefault(keys[i], i)
+            t0 = time.perf_counter()
+            answers = self._ask([queries[i] for i in unique.values()])
+            self.stats.seconds += time.perf_counter() - t0
+            self.stats.queries += len(unique)
+            fresh = {}
+            for k, a in zip(unique, answers):
+                if a is None:
+                    self.stats.failed += 1
+                else:
+                    fresh[k] = a
+            if len(fresh) < len(unique):
+                logger.warning("%s: %d of %d judgements failed or were unreadable",
+                               self.name, len(unique) - len(fresh), len(unique))
+            self.cache.put(fresh)
+            for i in todo:
+                out[i] = fresh.get(keys[i])
+        return out
+
+    def p_yes(self, queries: Sequence[Query]) -> list[float | None]:
+        """P(YES) for yes/no queries."""
+        return [a[0] if a is not None else None for a in self.ask(queries)]
+
+    def _ask(self, queries: list[Query]) -> list[Answer | None]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+def _softmax(xs: list[float]) -> Answer:
+    m = max(xs)
+    e = [math.exp(x - m) for x in xs]
+    s = sum(e)
+    return tuple(v / s for v in e)
+
+
+def _variants(label: str) -> list[str]:
+    forms = {label, label.lower(), label.capitalize()}
+    return sorted(forms | {" " + f for f in forms})
+
+
+class HFJudge(Judge):
+    """A local causal LM; the verdict is the next-token distribution over the option labels."""
+
+    name = "hf"
+
+    def __init__(self, model: str = "smollm2", batch_size: int = 8, loaded=None,
+                 cache: JudgeCache | None = None, trust_remote_code: bool = False):
+        super().__init__(cache)
+        from simtrain import models
+
+        self.model_name = model
+        self.lm = loaded or models.load(model, trust_remote_code=trust_remote_code)
+        self.batch_size = batch_size
+        self._label_ids: dict[str, list[int]] = {}
+
+    @property
+    def id(self) -> str:
+        return f"hf:{self.model_name}"
+
+    def label_ids(self, label: str) -> list[int]:
+        """Token ids that spell the label as one token ("YES", " Yes", "yes", ...)."""
+        if label not in self._label_ids:
+            ids = set()
+            for form in _variants(label):
+                enc = self.lm.tokenizer(form, add_special_tokens=False)["input_ids"]
+                if len(enc) == 1:
+                    ids.add(enc[0])
+            if not ids:
+                raise ValueError(f"the judge tokenizer has no single token for {label!r}")
+            self._label_ids[label] = sorted(ids)
+        return self._label_ids[label]
+
+    def render(self, q: Query) -> list[int]:
+        tok = self.lm.tokenizer
+        text = tok.apply_chat_template([{"role": "user", "content": q.prompt}], tokenize=False,
+                                       add_generation_prompt=True)
+        return tok(text, add_special_tokens=False)["input_ids"]
+
+    def _ask(self, queries: list[Query]) -> list[Answer | None]:
+        import torch
+
+        model, tok = self.lm.model, self.lm.tokenizer
+        device = next(model.parameters()).device
+        out: list[Answer | None] = []
+        # Sort by length so batches pad little; restore order at the end.
+        order = sorted(range(len(queries)), key=lambda i: len(queries[i].prompt))
+        results: dict[int, Answer] = {}
+        for b in range(0, len(order), self.batch_size):
+            idx = order[b:b + self.batch_size]
+            seqs = [self.render(queries[i]) for i in idx]
+            width = max(map(len, seqs))
+            ids = torch.tensor([[tok.pad_token_id] * (width - len(s)) + s for s in seqs], device=device)
+            att = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in seqs], device=device)
+            with torch.no_grad():
+                logits = model(input_ids=ids, attention_mask=att, logits_to_keep=1).logits[:, -1].float()
+            logp = torch.log_softmax(logits, -1)
+            for row, i in enumerate(idx):
+                scores = [torch.logsumexp(logp[row, self.label_ids(l)], 0).item() for l in queries[i].labels]
+                results[i] = _softmax(scores)
+        for i in range(len(queries)):
+            out.append(results.get(i))
+        return out
+
+
+class OpenAIJudge(Judge):
+    """An OpenAI-compatible endpoint. Uses the first token's log-probs when returned;
+    otherwise accepts only a reply whose first word is exactly one of the labels."""
+
+    name = "openai"
+
+    def __init__(self, endpoint, cache: JudgeCache | None = None, max_tokens: int = 4):
+        super().__init__(cache)
+        self.endpoint = endpoint
+        self.max_tokens = max_tokens
+
+    @property
+    def id(self) -> str:
+        return f"openai:{self.endpoint.base_url}:{self.endpoint.model}"
+
+    def _ask(self, queries: list[Query]) -> list[Answer | None]:
+        from simtrain.openai_client import EndpointError, chat_completions
+
+        bodies = [{"messages": [{"role": "user", "content": q.prompt + "\nReply with one word: "
+                                 + " or ".join(q.labels) + "."}],
+                   "max_tokens": self.max_tokens, "temperature": 0, "logprobs": True, "top_logprobs": 10}
+                  for q in queries]
+        answers: list[Answer | None] = []
+        for q, r in zip(queries, chat_completions(self.endpoint, bodies)):
+            if isinstance(r, EndpointError):
+                logger.warning("openai judge: %s", r)
+                answers.append(None)
+                continue
+            answers.append(self._read(q, r["choices"][0]))
+        return answers
+
+    @staticmethod
+    def _read(q: Query, choice: dict) -> Answer | None:
+        labels = [l.upper() for l in q.labels]
+        try:
+            first = choice["logprobs"]["content"][0]["top_logprobs"]
+            mass = [0.0] * len(labels)
+            for entry in first:
+                t = entry["token"].strip().upper()
+                if t in labels:
+                    mass[labels.index(t)] += math.exp(entry["logprob"])
+            if sum(mass) > 0:
+                return tuple(m / sum(mass) for m in mass)
+        except (KeyError, IndexError, TypeError):
+            pass
+        text = (choice.get("message", {}).get("content") or "").strip()
+        word = text.split()[0].strip(".,:;!\"')(").upper() if text else ""
+        if word in labels:
+            return tuple(1.0 if l == word else 0.0 for l in labels)
+        return None
+
+
+class NLIJudge(Judge):
+    """A sentence-transformers CrossEncoder trained for NLI."""
+
+    name = "nli"
+
+    def __init__(self, model: str, cache: JudgeCache | None = None, batch_size: int = 16):
+        super().__init__(cache)
+        from sentence_transformers import CrossEncoder
+
+        self.model_name = model
+        self.model = CrossEncoder(model, trust_remote_code=False)
+        labels = {v.lower(): int(k) for k, v in self.model.model.config.id2label.items()}
+        try:
+            self.contra, self.entail = labels["contradiction"], labels["entailment"]
+        except KeyError:
+            raise ValueError(f"{model} is not an NLI model: its labels are {sorted(labels)}") from None
+        self.batch_size = batch_size
+
+    @property
+    def id(self) -> str:
+        return f"nli:{self.model_name}"
+
+    def _ask(self, queries: list[Query]) -> list[Answer | None]:
+        import numpy as np
+
+        pairs, spans = [], []
+        for q in queries:
+            hyps = q.hypotheses or (q.prompt,)
+            spans.append((len(pairs), len(hyps)))
+            pairs.extend((q.premise, h) for h in hyps)
+        probs = np.asarray(self.model.predict(pairs, batch_size=self.batch_size, apply_softmax=True,
+                                              show_progress_bar=False))
+        out: list[Answer | None] = []
+        for q, (start, n) in zip(queries, spans):
+            p = probs[start:start + n]
+            if q.options == YES_NO:
+                c = float(p[0, self.contra])
+                out.append((c, 1.0 - c))
+            else:  # entailment of each option's hypothesis, normalised
+                e = [float(x) + 1e-9 for x in p[:, self.entail]]
+                out.append(tuple(x / sum(e) for x in e))
+        return out
+
+
+@dataclass
+class JudgeSpec:
+    """What `make_judge` needs; mirrors the config's ``judge`` section."""
+
+    backend: str = "hf"
+    model: str = "smollm2"
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    concurrency: int = 8
+    timeout_s: float = 60.0
+    max_retries: int = 3
+    batch_size: int = 8
+    cache_path: str | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def make_judge(spec, loaded=None) -> Judge:
+    """Build a judge from a ``JudgeSpec`` or the config's ``judge`` section."""
+    cache = JudgeCache(spec.cache_path)
+    if spec.backend == "hf":
+        return HFJudge(spec.model, batch_size=spec.batch_size, loaded=loaded, cache=cache)
+    if spec.backend == "openai":
+        from simtrain.openai_client import EndpointConfig
+
+        if not spec.base_url:
+            raise ValueError("judge.backend is 'openai' but judge.base_url is not set")
+        return OpenAIJudge(EndpointConfig(base_url=spec.base_url, model=spec.model, api_key_env=spec.api_key_env,
+                                          concurrency=spec.concurrency, timeout_s=spec.timeout_s,
+                                          max_retries=spec.max_retries), cache=cache)
+    if spec.backend == "nli":
+        return NLIJudge(spec.model, cache=cache, batch_size=spec.batch_size)
+    raise ValueError(f"unknown judge backend {spec.backend!r}; choose hf, openai or nli")

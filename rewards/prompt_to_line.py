@@ -1,0 +1,55 @@
+"""Prompt-to-line consistency: does each simulator line contradict the persona?
+
+One judge query per line (the line alone, no history), all dialogues in one batch.
+Dialogue score = fraction of lines judged consistent.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from rewards import prompts
+from rewards.base import NEUTRAL_LINE, Metric, MetricResult, calibrated, mean, persona_text, task_context
+from rewards.judges import Query
+from simtrain.dialogue import Dialogue
+
+
+def query(d: Dialogue, line: str) -> Query:
+    scenario, role = task_context(d)
+    persona = persona_text(d)
+    return Query(prompts.PROMPT_TO_LINE.format(scenario=scenario, role=role, persona=persona, line=line),
+                 premise=persona, hypotheses=(line,))
+
+
+class PromptToLine(Metric):
+    """Args: judge; threshold on P(contradiction); calibrate: compare each line with a neutral
+    line ("Okay.") for the same persona, which cancels a judge's bias towards YES or NO."""
+
+    name = "prompt_to_line"
+
+    def __init__(self, judge=None, threshold: float = 0.5, calibrate: bool = True):
+        super().__init__(judge, threshold)
+        self.calibrate = calibrate
+
+    def line_probs(self, dialogues: Sequence[Dialogue]) -> list[list[float | None]]:
+        """P(line contradicts persona) for every simulator line, calibrated if configured."""
+        qs, spans = [], []
+        for d in dialogues:
+            lines = d.simulator_lines()
+            spans.append((len(qs), len(lines)))
+            qs += [query(d, l) for l in lines]
+            if self.calibrate:
+                qs.append(query(d, NEUTRAL_LINE))
+        ps = self.judge.p_yes(qs)
+        out = []
+        for start, n in spans:
+            ref = ps[start + n] if self.calibrate else None
+            out.append([calibrated(p, ref) for p in ps[start:start + n]])
+        return out
+
+    def score(self, dialogues: Sequence[Dialogue]) -> list[MetricResult]:
+        results = []
+        for probs in self.line_probs(dialogues):
+            lines = [None if p is None else float(p < self.threshold) for p in probs]
+            results.append(MetricResult(mean(lines), lines, {"p_contradiction": probs}))
+        return results

@@ -1,0 +1,103 @@
+"""Q&A consistency (global drift): do the simulator's lines still answer questions about the
+persona correctly?
+
+The persona's probes (questions with a ground-truth answer and, ideally, choices) are asked
+after chosen points of the dialogue, "based only on what the simulator said so far". A probe
+with choices gets one multiple-choice query (its choices plus "Not mentioned"); a probe without
+choices gets one yes/no query ("did they contradict this fact?"). Answers of "Not mentioned"
+are not counted either way. Dialogue score = correct / answered.
+
+Cost: probes x checkpoints queries per dialogue (default checkpoints: half-way and the end),
+all batched, against 5 + 10*T judge calls in the reference implementation.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from rewards import prompts
+from rewards.base import Metric, MetricResult, mean, numbered, speaker_name
+from rewards.judges import Query
+from simtrain.dialogue import Dialogue
+
+FACT_CHECK = """Here is everything {speaker} has said in a conversation so far:
+{history}
+
+Fact about {speaker}: {question} {answer}
+Did {speaker} say anything that contradicts this fact?
+Answer YES or NO."""
+
+
+def checkpoints(n_lines: int, when: str | list[int]) -> list[int]:
+    """Numbers of simulator lines after which probes are asked."""
+    if n_lines == 0:
+        return []
+    if when == "end":
+        return [n_lines]
+    if when == "each":
+        return list(range(1, n_lines + 1))
+    if when == "half":
+        return sorted({max(1, n_lines // 2), n_lines})
+    return sorted({k for k in when if 1 <= k <= n_lines})
+
+
+def probe_query(d: Dialogue, said: list[str], probe: dict) -> Query:
+    speaker, history = speaker_name(d), numbered(said)
+    choices = list(probe.get("choices") or [])
+    if not choices:
+        return Query(FACT_CHECK.format(speaker=speaker, history=history, question=probe["question"],
+                                       answer=probe["answer"]),
+                      premise=" ".join(said), hypotheses=(f"{probe['question']} {probe['answer']}",))
+    options = tuple(choices + [prompts.NOT_MENTIONED])
+    opts = "\n".join(f"{chr(65 + i)}. {o}" for i, o in enumerate(options))
+    hyps = tuple(prompts.NLI_QA_HYPOTHESIS.format(question=probe["question"], answer=o) for o in options)
+    return Query(prompts.QA.format(speaker=speaker, history=history, question=probe["question"], options=opts),
+                 options=options, premise=" ".join(said), hypotheses=hyps)
+
+
+def correct(probe: dict, q: Query, answer) -> bool | None:
+    """True/False for a counted answer, None for "Not mentioned" or a failed judgement."""
+    if answer is None:
+        return None
+    if q.options == ("YES", "NO"):
+        return answer[1] >= 0.5  # NO contradiction
+    pick = q.options[max(range(len(answer)), key=answer.__getitem__)]
+    if pick == prompts.NOT_MENTIONED:
+        return None
+    return pick == probe["answer"]
+
+
+class QA(Metric):
+    name = "qa"
+
+    def __init__(self, judge=None, threshold: float = 0.5, when: str | list[int] = "half", max_probes: int = 5):
+        super().__init__(judge, threshold)
+        self.when = when
+        self.max_probes = max_probes
+
+    def score(self, dialogues: Sequence[Dialogue]) -> list[MetricResult]:
+        qs, where = [], []
+        for di, d in enumerate(dialogues):
+            lines = d.simulator_lines()
+            for k in checkpoints(len(lines), self.when):
+                for probe in (d.persona.get("probes") or [])[: self.max_probes]:
+                    qs.append(probe_query(d, lines[:k], probe))
+                    where.append((di, k, probe))
+        answers = self.judge.ask(qs)
+        per: dict[tuple[int, int], list[bool]] = {}
+        for (di, k, probe), q, a in zip(where, qs, answers):
+            c = correct(probe, q, a)
+            if c is not None:
+                per.setdefault((di, k), []).append(c)
+        results = []
+        for di, d in enumerate(dialogues):
+            n = len(d.simulator_lines())
+            lines: list[float | None] = [None] * n
+            counted = []
+            for k in checkpoints(n, self.when):
+                got = per.get((di, k), [])
+                counted += got
+                lines[k - 1] = mean([float(c) for c in got])
+            results.append(MetricResult(mean([float(c) for c in counted]), lines,
+                                        {"answered": len(counted), "asked": sum(1 for w in where if w[0] == di)}))
+        return results

@@ -1,0 +1,103 @@
+"""Score dialogues with every configured reward and summarise the results.
+
+This is the one place that turns a config's ``judge`` and ``rewards`` sections into scores:
+``simtrain score``, ``simtrain eval`` and training all come through here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from rewards.base import mean
+from rewards.guards import guard_metrics
+from rewards.judges import Judge, JudgeSpec, make_judge
+from rewards.registry import RewardSpec, build_all, composite
+from simtrain.dialogue import Dialogue
+
+CONSISTENCY = ("prompt_to_line", "line_to_line", "qa")
+
+
+def judge_from_config(cfg, loaded=None, default_cache: str | None = None) -> Judge:
+    j = cfg.judge
+    return make_judge(JudgeSpec(backend=j.backend, model=j.model, base_url=j.base_url, api_key_env=j.api_key_env,
+                                concurrency=j.concurrency, timeout_s=j.timeout_s, max_retries=j.max_retries,
+                                batch_size=j.batch_size, cache_path=j.cache_path or default_cache), loaded=loaded)
+
+
+def specs_from_config(cfg) -> list[RewardSpec]:
+    specs = []
+    for r in cfg.rewards:
+        args = dict(r.args)
+        if r.name in ("prompt_to_line", "line_to_line", "qa"):
+            args.setdefault("threshold", cfg.judge.threshold)
+        if r.name in ("prompt_to_line",):
+            args.setdefault("calibrate", cfg.judge.calibrate)
+        if r.name == "qa":
+            args.setdefault("when", cfg.judge.qa_when)
+        specs.append(RewardSpec(name=r.name, path=r.path, weight=r.weight, args=args))
+    return specs
+
+
+@dataclass
+class Scorer:
+    """Rewards bound to a judge. ``score`` annotates dialogues in place and returns per-reward values."""
+
+    rewards: list
+    weights: list[float]
+    judge: Judge | None = None
+    names: list[str] = field(init=False)
+
+    def __post_init__(self):
+        self.names = [r.__name__ for r in self.rewards]
+
+    @classmethod
+    def from_config(cls, cfg, judge: Judge | None = None, default_cache: str | None = None) -> "Scorer":
+        specs = specs_from_config(cfg)
+        if judge is None and any(s.name in CONSISTENCY for s in specs):
+            judge = judge_from_config(cfg, default_cache=default_cache)
+        fns, weights = build_all(specs, judge)
+        return cls(fns, weights, judge)
+
+    def score(self, dialogues: Sequence[Dialogue], annotate: bool = True) -> dict[str, list[float | None]]:
+        values: dict[str, list[float | None]] = {}
+        for name, fn in zip(self.names, self.rewards):
+            metric = getattr(fn, "metric", None)
+            if metric is not None:  # built-in metric: keep per-line detail too
+                results = metric.score(dialogues)
+                values[name] = [r.score for r in results]
+                if annotate:
+                    for d, r in zip(dialogues, results):
+                        d.meta.setdefault("scores", {})[name] = r.score
+                        d.meta.setdefault("details", {})[name] = {k: v for k, v in r.details.items()}
+                        for t, s in zip(d.simulator_indices(), r.lines):
+                            d.turns[t].extra.setdefault("scores", {})[name] = s
+            else:
+                values[name] = fn(prompts=[None] * len(dialogues), completions=[None] * len(dialogues),
+                                  dialogues=list(dialogues))
+                if annotate:
+                    for d, v in zip(dialogues, values[name]):
+                        d.meta.setdefault("scores", {})[name] = v
+        values["composite"] = composite([values[n] for n in self.names], self.weights)
+        if annotate:
+            for d, v in zip(dialogues, values["composite"]):
+                d.meta["scores"]["composite"] = v
+        return values
+
+
+def summarize(dialogues: Sequence[Dialogue], values: dict[str, list[float | None]]) -> dict:
+    """Means per reward, per-turn consistency curves (the drift), and guard statistics."""
+    out = {"n_dialogues": len(dialogues), "means": {k: mean(v) for k, v in values.items()}}
+    curves: dict[str, list[float | None]] = {}
+    for name in CONSISTENCY:
+        per_index: dict[int, list[float]] = {}
+        for d in dialogues:
+            for k, t in enumerate(d.simulator_indices()):
+                s = d.turns[t].extra.get("scores", {}).get(name)
+                if s is not None:
+                    per_index.setdefault(k, []).append(s)
+        if per_index:
+            curves[name] = [mean(per_index.get(k, [])) for k in range(max(per_index) + 1)]
+    out["drift"] = curves
+    out["guards"] = guard_metrics(dialogues)
+    return out

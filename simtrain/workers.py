@@ -1,0 +1,203 @@
+"""Ray rollout workers: each actor holds a copy of the simulator (and the task agent sharing
+its base weights) and produces dialogues with the batched engine.
+
+The learner pushes new weights after every optimizer step with a version number; every
+dialogue records the version that produced it (``meta["policy_version"]``). A worker that
+dies is replaced, given the current weights, and its share of the batch is regenerated.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+from simtrain.dialogue import Dialogue
+from simtrain.reporting import Reporter
+from simtrain.rollout import RolloutJob
+
+
+def lora_config(train_cfg):
+    from peft import LoraConfig
+
+    return LoraConfig(r=train_cfg.lora_r, lora_alpha=train_cfg.lora_alpha, lora_dropout=train_cfg.lora_dropout,
+                      target_modules=train_cfg.lora_target_modules, task_type="CAUSAL_LM")
+
+
+def trainable_state(model) -> dict:
+    """The weights the learner trains: the LoRA tensors, or the whole state dict."""
+    if hasattr(model, "peft_config"):
+        from peft import get_peft_model_state_dict
+
+        return {k: v.detach().cpu().clone() for k, v in get_peft_model_state_dict(model).items()}
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+class RolloutWorker:
+    """The actor body (wrapped with ``ray.remote`` by :class:`WorkerPool`)."""
+
+    def __init__(self, cfg_dict: dict, worker_id: int, num_threads: int):
+        import torch
+
+        from simtrain import models
+        from simtrain.config import RunConfig
+        from simtrain.rollout import build_engine
+
+        torch.set_num_threads(max(1, num_threads))
+        cfg = RunConfig.model_validate(cfg_dict)
+        lm = models.load_with_adapter(cfg.simulator.name, cfg.simulator.adapter, dtype=cfg.simulator.dtype,
+                                      trust_remote_code=cfg.simulator.trust_remote_code, device="cpu"
+                                      if not torch.cuda.is_available() else None)
+        if cfg.train.lora and not hasattr(lm.model, "peft_config"):
+            from peft import get_peft_model
+
+            lm.model = get_peft_model(lm.model, lora_config(cfg.train))
+            lm.model.eval()
+        self.lm = lm
+        self.engine = build_engine(cfg, simulator=lm)
+        self.worker_id = worker_id
+        self.version = 0
+
+    def set_weights(self, state: dict, version: int) -> int:
+        if hasattr(self.lm.model, "peft_config"):
+            from peft import set_peft_model_state_dict
+
+            set_peft_model_state_dict(self.lm.model, state)
+        else:
+            self.lm.model.load_state_dict(state)
+        self.version = version
+        return version
+
+    def rollout(self, jobs: Sequence[RolloutJob], seed: int | None) -> list[Dialogue]:
+        self.engine.sampling.seed = seed
+        dialogues = self.engine.run(jobs)
+        for d in dialogues:
+            d.meta["policy_version"] = self.version
+            d.meta["worker"] = self.worker_id
+        return dialogues
+
+    def info(self) -> dict:
+        return {"worker": self.worker_id, "version": self.version, "pid": os.getpid()}
+
+
+def init_ray(address: str | None = None) -> None:
+    """Attach to ``address`` / ``RAY_ADDRESS``, or start an embedded local Ray."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    # The learner process stays in this folder; workers import simtrain from the installed package.
+    if address:
+        ray.init(address=address, log_to_driver=False)
+    else:
+        ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+
+
+class WorkerPool:
+    """Rollout actors driven by the learner (the one controller)."""
+
+    def __init__(self, cfg, num_workers: int, reporter: Reporter | None = None, max_restarts: int = 3):
+        import ray
+
+        init_ray(cfg.train.ray_address)
+        self.cfg_dict = cfg.model_dump(mode="json")
+        self.reporter = reporter or Reporter()
+        self.max_restarts = max_restarts
+        self.restarts = 0
+        cpus = int(ray.available_resources().get("CPU", 1))
+        self.threads = max(1, cpus // max(1, num_workers))
+        self._remote = ray.remote(num_cpus=0)(RolloutWorker)
+        import uuid
+
+        self.prefix = f"simtrain-{cfg.name}-{uuid.uuid4().hex[:6]}"
+        self.generation = [0] * num_workers
+        self.workers = [self._start(i) for i in range(num_workers)]
+        self.weights_ref = None
+        self.version = 0
+
+    def actor_name(self, i: int) -> str:
+        """Ray name of worker ``i`` (``ray.get_actor(name)`` finds it, e.g. to inspect or kill it)."""
+        g = self.generation[i]
+        return f"{self.prefix}-worker-{i}" + (f"-r{g}" if g else "")
+
+    def _start(self, i: int):
+        return self._remote.options(name=self.actor_name(i)).remote(self.cfg_dict, i, self.threads)
+
+    def push(self, state: dict, version: int) -> None:
+        """Send new weights to every worker; returns when all have them."""
+        import ray
+
+        self.weights_ref = ray.put(state)
+        self.version = version
+        self._call_all(lambda w: w.set_weights.remote(self.weights_ref, version))
+
+    def _call_all(self, make_call) -> list:
+        import ray
+        from ray.exceptions import RayActorError
+
+        out = []
+        for i in range(len(self.workers)):
+            for attempt in range(self.max_restarts + 1):
+                try:
+                    out.append(ray.get(make_call(self.workers[i])))
+                    break
+                except RayActorError:
+                    self._restart(i)
+            else:
+                raise RuntimeError(f"rollout worker {i} keeps dying; giving up after {self.max_restarts} restarts")
+        return out
+
+    def _restart(self, i: int) -> None:
+        import ray
+
+        self.restarts += 1
+        if self.restarts > self.max_restarts * max(1, len(self.workers)):
+            raise RuntimeError(f"rollout workers died {self.restarts} times; giving up")
+        self.reporter.log(f"rollout worker {i} died; restarting it (restart {self.restarts})")
+        try:
+            ray.kill(self.workers[i])
+        except Exception:  # already gone
+            pass
+        self.generation[i] += 1
+        self.workers[i] = self._start(i)
+        if self.weights_ref is not None:
+            ray.get(self.workers[i].set_weights.remote(self.weights_ref, self.version))
+
+    def rollout(self, jobs: Sequence[RolloutJob], seed: int | None) -> list[Dialogue]:
+        """Split jobs across workers, regenerate a dead worker's share, return dialogues in order."""
+        import ray
+        from ray.exceptions import RayActorError
+
+        n = len(self.workers)
+        shares = [list(range(i, len(jobs), n)) for i in range(n)]
+        results: dict[int, Dialogue] = {}
+        pending = {i: self.workers[i].rollout.remote([jobs[k] for k in shares[i]], None if seed is None else seed + i)
+                   for i in range(n) if shares[i]}
+        tries = {i: 0 for i in pending}
+        while pending:
+            i, ref = next(iter(pending.items()))
+            try:
+                for k, d in zip(shares[i], ray.get(ref)):
+                    results[k] = d
+                del pending[i]
+            except RayActorError:
+                tries[i] += 1
+                if tries[i] > self.max_restarts:
+                    raise RuntimeError(f"rollout worker {i} died {tries[i]} times in one rollout; giving up") from None
+                self._restart(i)
+                pending[i] = self.workers[i].rollout.remote([jobs[k] for k in shares[i]],
+                                                            None if seed is None else seed + i)
+        return [results[k] for k in range(len(jobs))]
+
+    def info(self) -> list[dict]:
+        return self._call_all(lambda w: w.info.remote())
+
+    def shutdown(self) -> None:
+        import ray
+
+        for w in self.workers:
+            try:
+                ray.kill(w)
+            except Exception:
+                pass
+        self.workers = []
