@@ -4,6 +4,9 @@ one run on the same model, personas and sampling budget.
 
 Prints one JSON line. Token counts include both speakers' generated tokens (the agent is the
 same model, so its tokens cost the same); ``batched_sim_tok_s`` counts the simulator's alone.
+The ceiling starts from the same simulator prompts and generates, in one call, as many tokens
+per sequence as the engine generated per dialogue; it pays no second view (the agent's prompt),
+no re-reading of the other speaker's lines, and no waiting on the longest line of each turn.
 
     python bench/rollout_throughput.py [--dialogues 16] [--utterances 6] [--max-new-tokens 32]
 """
@@ -38,7 +41,10 @@ def main() -> None:
     from envs.tasks import get_task
     from simtrain import models
     from simtrain.generation import HFGenerator, SamplingConfig
-    from simtrain.rollout import RolloutEngine, RolloutJob
+    from envs.tasks import opening_line
+    from simtrain.dialogue import Turn
+    from simtrain.generation import ChatFormat
+    from simtrain.rollout import RolloutEngine, RolloutJob, simulator_messages
 
     lm = models.load(args.model, device="cpu")
     gen = HFGenerator(lm.model, lm.tokenizer)
@@ -61,15 +67,21 @@ def main() -> None:
     t_b, sim_b, all_b = run(args.dialogues)
     t_s, sim_s, all_s = run(1)
 
-    # Ceiling: one generate call, same batch, same generated tokens per sequence (no early stop).
+    # Ceiling: ONE generate call of the same total size: the same simulator prompts, and as
+    # many new tokens per sequence as the engine generated per dialogue (both speakers), no early stop.
     per_seq = max(1, round(all_b / args.dialogues))
-    prompt = lm.tokenizer("Tell me about your week.", add_special_tokens=False)["input_ids"]
-    ids = torch.tensor([prompt] * args.dialogues)
+    fmt = ChatFormat(lm.tokenizer)
+    prompts = [fmt.prompt_ids(simulator_messages(j.task, j.persona, [Turn("agent", opening_line(j.task, j.persona))]))
+               for j in jobs]
+    width = max(map(len, prompts))
+    pad = lm.tokenizer.pad_token_id
+    ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts])
+    att = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
     torch.manual_seed(0)
     t0 = time.perf_counter()
     with torch.no_grad():
-        lm.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=True, temperature=0.8,
-                          max_new_tokens=per_seq, min_new_tokens=per_seq, pad_token_id=lm.tokenizer.pad_token_id)
+        lm.model.generate(input_ids=ids, attention_mask=att, do_sample=True, temperature=0.8, top_p=0.95,
+                          max_new_tokens=per_seq, min_new_tokens=per_seq, pad_token_id=pad)
     t_c = time.perf_counter() - t0
     ceiling = per_seq * args.dialogues / t_c
 

@@ -67,6 +67,34 @@ class ChatFormat:
         return self.encode(full[cut + len(self.end_of_turn):])
 
 
+class BatchContext:
+    """A batch of token sequences that grow turn by turn, with their KV cache.
+
+    Rows are kept at equal length: each turn's new tokens are left-padded to the longest new
+    segment, so padding can sit between turns; the attention mask hides it and positions are
+    counted over real tokens only. Each generate call then runs only the new tokens through the
+    model instead of the whole history again.
+    """
+
+    def __init__(self, pad_id: int, size: int):
+        self.pad_id = pad_id
+        self.rows: list[list[int]] = [[] for _ in range(size)]
+        self.mask: list[list[int]] = [[] for _ in range(size)]
+        self.cache = None
+
+    def extend(self, new: list[list[int]]) -> None:
+        width = max((len(n) for n in new), default=0)
+        for row, mask, n in zip(self.rows, self.mask, new):
+            row += [self.pad_id] * (width - len(n)) + list(n)
+            mask += [0] * (width - len(n)) + [1] * len(n)
+
+
+def _cache_kwarg() -> str:
+    import transformers
+
+    return "cache" if int(transformers.__version__.split(".")[0]) >= 5 else "past_key_values"
+
+
 class HFGenerator:
     """One model, many prompts, one ``generate`` call per batch."""
 
@@ -87,15 +115,28 @@ class HFGenerator:
 
     def generate(self, prompts: list[list[int]], sampling: SamplingConfig,
                  use_adapter: bool = True, want_logprobs: bool = False) -> list[Generation]:
-        import torch
-
+        """Continue each prompt once (no cache kept)."""
         if not prompts:
             return []
+        ctx = BatchContext(self.tok.pad_token_id, len(prompts))
+        ctx.extend(prompts)
+        return self.generate_in_context(ctx, sampling, use_adapter, want_logprobs, keep_cache=False)
+
+    def generate_in_context(self, ctx: BatchContext, sampling: SamplingConfig, use_adapter: bool = True,
+                            want_logprobs: bool = False, keep_cache: bool = True) -> list[Generation]:
+        """Continue every row of ``ctx`` by one line; the generated tokens (and the KV cache)
+        become part of the context, tokens after a row's stop token masked out."""
+        import torch
+
         device = next(self.model.parameters()).device
         pad = self.tok.pad_token_id
-        width = max(len(p) for p in prompts)
-        input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=device)
-        attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
+        width = len(ctx.rows[0])
+        input_ids = torch.tensor(ctx.rows, device=device)
+        attention = torch.tensor(ctx.mask, device=device)
+        if keep_cache and ctx.cache is None:
+            from transformers import DynamicCache
+
+            ctx.cache = DynamicCache(config=self.model.config)
         greedy = sampling.temperature <= 0
         kwargs = dict(
             max_new_tokens=sampling.max_new_tokens,
@@ -105,6 +146,8 @@ class HFGenerator:
             return_dict_in_generate=True,
             output_logits=want_logprobs,
         )
+        if keep_cache:
+            kwargs[_cache_kwarg()] = ctx.cache
         if not greedy:
             kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k or None)
         else:
@@ -124,6 +167,8 @@ class HFGenerator:
         for i, ids in enumerate(new):
             end = next((j + 1 for j, t in enumerate(ids) if t in stops), None)
             keep = ids[:end] if end is not None else ids
+            ctx.rows[i] += ids
+            ctx.mask[i] += [1] * len(keep) + [0] * (len(ids) - len(keep))
             results.append(Generation(
                 token_ids=keep,
                 logprobs=logps[i][: len(keep)] if logps is not None else [],
