@@ -22,13 +22,17 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/simtrain rollout --config configs/demo.yaml --out runs/demo/dialogues.jsonl --show
+	rm -rf runs/demo
+	$(VENV)/bin/simtrain train --config configs/demo.yaml
+	$(VENV)/bin/simtrain eval --config configs/demo.yaml --model smollm2 --compare runs/demo --out runs/demo/eval
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
 
 bench: $(STAMP)
 	$(PY) bench/rollout_throughput.py
+	$(PY) bench/judge_quality.py
+	$(PY) bench/train_drift.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -172,6 +172,79 @@ def train(
 
 
 @app.command()
+def export(
+    source: Path = typer.Argument(..., help="Run folder or checkpoint folder."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder to create."),
+    adapter_only: bool = typer.Option(False, "--adapter-only", help="Write the LoRA adapter alone, not a merged model."),
+    force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
+    push_to_hub: Optional[str] = typer.Option(None, "--push-to-hub", help="Also upload to this hub repo (needs network and a token)."),
+):
+    """Export a trained simulator: merged model (or adapter), model card, simulator.json."""
+    _quiet_libraries()
+    from simtrain.export import ExportError, export as run_export
+    from simtrain.reporting import RichReporter
+
+    try:
+        path = run_export(source, out, adapter_only=adapter_only, force=force, push_to_hub=push_to_hub,
+                          reporter=RichReporter())
+    except (ExportError, FileNotFoundError) as err:
+        _fail(err)
+    typer.echo(f"exported to {path}")
+
+
+@app.command()
+def chat(
+    model: str = typer.Argument(..., help="Exported folder, run folder, checkpoint, or any HF chat model."),
+    task: str = typer.Option("therapy", help="Task: chitchat, education or therapy."),
+    persona: Optional[str] = typer.Option(None, help="Persona id from the task's set (default: its first eval persona)."),
+    config: Optional[Path] = ConfigOpt,
+    seed: Optional[int] = typer.Option(None, help="Sampling seed (fixed seed: reproducible replies)."),
+):
+    """Talk to a simulator: you play the task agent, it answers in character.
+    Commands: /score (consistency so far), /quit."""
+    _quiet_libraries()
+    from simtrain.chat import ChatSession
+
+    try:
+        session = ChatSession(model, task=task, persona=persona, config=config, seed=seed)
+    except (KeyError, FileNotFoundError, ValueError) as err:
+        _fail(err)
+    p = session.sim.persona
+    typer.echo(f"You are the {session.sim.task.agent_role}. The simulator plays {p.name or p.id}: {p.description}")
+    typer.echo("Type a line and press enter. /score shows consistency so far, /quit ends.")
+    for line in sys.stdin:
+        line = line.strip()
+        if not line:
+            continue
+        if line in ("/quit", "/exit"):
+            break
+        if line == "/score":
+            for name, value in session.score().items():
+                typer.echo(f"  {name}: {'n/a' if value is None else f'{value:.3f}'}")
+            continue
+        typer.echo(f"{p.name or 'simulator'}: {session.say(line)}")
+
+
+@app.command()
+def config(
+    what: str = typer.Argument("defaults", help="'defaults': the default config as YAML; 'reference': the key table."),
+    path: Optional[Path] = typer.Option(None, "--config", "-c", help="Show this config (validated, defaults filled in)."),
+):
+    """Print the default config, a config with its defaults filled in, or the config reference."""
+    from simtrain.config import ConfigError, load_config, reference_markdown
+
+    if what == "reference":
+        typer.echo(reference_markdown())
+        return
+    if what != "defaults":
+        _fail(ValueError(f"unknown argument {what!r}: use 'defaults' or 'reference'"))
+    try:
+        typer.echo(load_config(path).to_yaml())
+    except ConfigError as err:
+        _fail(err)
+
+
+@app.command()
 def validate(path: Path = typer.Argument(..., help="Interchange JSONL or persona file (.jsonl/.csv).")):
     """Check a dialogue or persona file and report the first problem clearly."""
     from envs.personas import PersonaFormatError, load_personas

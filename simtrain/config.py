@@ -44,8 +44,7 @@ class AgentConfig(_Section):
     api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable that holds the endpoint's API key.")
     concurrency: int = Field(8, ge=1, description="Concurrent requests for kind 'openai'.")
     timeout_s: float = Field(60.0, gt=0, description="Per-request timeout for kind 'openai'.")
-    sampling: SamplingSection = Field(default_factory=lambda: SamplingSection(temperature=0.7),
-                                      description="The agent's sampling settings.")
+    sampling: SamplingSection = Field(default_factory=SamplingSection, description="The agent's sampling settings.")
 
 
 class RolloutConfig(_Section):
@@ -119,6 +118,7 @@ class TrainConfig(_Section):
     save_steps: int = Field(10, ge=1, description="Checkpoint every N steps (and at the end).")
     save_total_limit: int | None = Field(3, description="Keep at most this many checkpoints.")
     num_rollout_workers: int = Field(1, ge=0, description="Ray rollout actors; 0 runs rollouts in the learner process.")
+    worker_gpus: float = Field(0.0, ge=0, description="GPUs each rollout actor reserves in Ray (fractions share one GPU); 0: CPU workers.")
     worker_max_restarts: int = Field(3, ge=0, description="Times a dead rollout worker is restarted before training fails.")
     ray_address: str | None = Field(None, description="Ray cluster to attach to (or RAY_ADDRESS); default: start a local Ray.")
     wandb: bool = Field(True, description="Log to wandb (offline unless WANDB_MODE says otherwise).")
@@ -199,3 +199,24 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         return RunConfig.model_validate(data)
     except ValidationError as err:
         raise ConfigError(_explain(err, source)) from None
+
+
+def reference_markdown() -> str:
+    """The config reference table (README's "Config reference" is this, verbatim)."""
+    rows = ["| key | default | meaning |", "|---|---|---|"]
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, f in model.model_fields.items():
+            ann = f.annotation
+            key = f"{prefix}{name}"
+            if isinstance(ann, type) and issubclass(ann, BaseModel):
+                walk(ann, key + ".")
+                continue
+            default = f.get_default(call_default_factory=True)
+            if isinstance(default, list) and default and isinstance(default[0], BaseModel):
+                default = [{k: v for k, v in d.model_dump().items() if v not in (None, {}, 1.0)} for d in default]
+            shown = "" if default is None else f"`{default}`"
+            rows.append(f"| `{key}` | {shown.replace('|', '/')} | {f.description or ''} |")
+
+    walk(RunConfig, "")
+    return "\n".join(rows)

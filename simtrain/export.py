@@ -109,7 +109,8 @@ def export(source: str | Path, out: str | Path, adapter_only: bool = False, forc
            push_to_hub: str | None = None, reporter: Reporter | None = None) -> Path:
     from simtrain import models
     from simtrain.config import load_config
-    from simtrain.simulator import UserSimulator, find_adapter
+    from simtrain.models import find_adapter
+    from simtrain.simulator import UserSimulator
 
     reporter = reporter or Reporter()
     source, out = Path(source), Path(out)

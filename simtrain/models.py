@@ -16,6 +16,7 @@ Nothing here ever downloads from a model hub unless the name is a hub id that th
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import tempfile
@@ -185,15 +186,30 @@ def load_with_adapter(name: str, adapter: str | None = None, **kwargs) -> Loaded
     return lm
 
 
-def load_simulator(name_or_dir: str, **kwargs) -> LoadedModel:
-    """Load a simulator by model name, model directory, or peft adapter directory (whose
-    ``adapter_config.json`` names its base model)."""
-    adapter_cfg = Path(name_or_dir) / "adapter_config.json"
-    if adapter_cfg.exists():
-        import json
+def find_adapter(path: str | Path) -> Path | None:
+    """The adapter folder of a run folder (its ``final/`` or last checkpoint), a checkpoint,
+    or an adapter folder itself; None when there is none."""
+    from transformers.trainer_utils import get_last_checkpoint
 
-        base = json.loads(adapter_cfg.read_text())["base_model_name_or_path"]
-        if base == str(embedded_model_dir()):
-            base = EMBEDDED
+    path = Path(path)
+    if not path.is_dir():
+        return None
+    if (path / "adapter_config.json").exists():
+        return path
+    if (path / "final" / "adapter_config.json").exists():
+        return path / "final"
+    last = get_last_checkpoint(str(path))
+    return Path(last) if last and (Path(last) / "adapter_config.json").exists() else None
+
+
+def load_simulator(name_or_dir: str, **kwargs) -> LoadedModel:
+    """Load a simulator by model name, model directory, or run / checkpoint / adapter
+    directory (the adapter's ``adapter_config.json`` names its base model)."""
+    adapter = find_adapter(name_or_dir) if not (Path(name_or_dir) / "config.json").exists() else None
+    if adapter is not None:
+        name_or_dir = str(adapter)
+        base = json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"]
+        if Path(base).exists() and Path(base).resolve() == embedded_model_dir().resolve():
+            base = EMBEDDED  # an adapter saved with the local cache path of the embedded model
         return load_with_adapter(base, name_or_dir, **kwargs)
     return load(name_or_dir, **kwargs)

@@ -22,18 +22,6 @@ from simtrain.generation import ChatFormat, HFGenerator, SamplingConfig
 from simtrain.rollout import simulator_messages
 
 
-def find_adapter(path: Path) -> Path | None:
-    """The adapter folder inside a run folder, a checkpoint, or the folder itself."""
-    from transformers.trainer_utils import get_last_checkpoint
-
-    if (path / "adapter_config.json").exists():
-        return path
-    if (path / "final" / "adapter_config.json").exists():
-        return path / "final"
-    last = get_last_checkpoint(str(path)) if path.is_dir() else None
-    return Path(last) if last and (Path(last) / "adapter_config.json").exists() else None
-
-
 def resolve_persona(persona: Persona | dict | str, task: str) -> Persona:
     if isinstance(persona, Persona):
         return persona
@@ -67,8 +55,7 @@ class UserSimulator:
         settings: dict = {}
         if (path / "simulator.json").exists():
             settings = json.loads((path / "simulator.json").read_text())
-        adapter = find_adapter(path) if path.is_dir() and not (path / "config.json").exists() else None
-        lm = models.load_simulator(str(adapter)) if adapter else models.load(str(path_or_name))
+        lm = models.load_simulator(str(path_or_name))
         task_obj = get_task(task)
         tmpl = settings.get("tasks", {}).get(task, {}).get("simulator_prompt")
         if tmpl:

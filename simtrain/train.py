@@ -197,6 +197,7 @@ def _trainer_class():
 
     class AtomicCheckpointGRPOTrainer(GRPOTrainer):
         _staging: Path | None = None
+        _simtrain_base: str = ""
 
         def _get_output_dir(self, trial):  # transformers asks this where checkpoint-N goes
             return str(self._staging) if self._staging else super()._get_output_dir(trial)
@@ -212,11 +213,22 @@ def _trainer_class():
                 staging, self._staging = self._staging, None
             if (run_dir / name).exists():
                 shutil.rmtree(run_dir / name)
+            set_adapter_base(staging / name, self._simtrain_base)
             os.replace(staging / name, run_dir / name)
             shutil.rmtree(staging, ignore_errors=True)
             rotate_checkpoints(output_dir=str(run_dir), save_total_limit=self.args.save_total_limit, use_mtime=False)
 
     return AtomicCheckpointGRPOTrainer
+
+
+def set_adapter_base(folder: Path, base: str) -> None:
+    """Record the simtrain model name as the adapter's base, instead of a machine-local cache
+    path, so the adapter loads anywhere simtrain runs (``models.load_simulator`` resolves it)."""
+    path = Path(folder) / "adapter_config.json"
+    if path.exists():
+        data = json.loads(path.read_text())
+        data["base_model_name_or_path"] = base
+        path.write_text(json.dumps(data, indent=2))
 
 
 @dataclass
@@ -348,6 +360,7 @@ def train(cfg=None, resume: str | Path | None = None, reporter: Reporter | None 
         peft_config=lora_config(t) if t.lora and not cfg.simulator.adapter else None,
         rollout_func=make_rollout_func(run_rollout, jobs_by_key, cfg.rollout.seed, times),
     )
+    trainer._simtrain_base = cfg.simulator.name
     trainer.remove_callback(PrinterCallback)  # our reporter prints a one-line summary per step
     for cb in callbacks:
         trainer.add_callback(cb)
@@ -361,6 +374,7 @@ def train(cfg=None, resume: str | Path | None = None, reporter: Reporter | None 
         final = run_dir / "final"
         trainer.save_model(str(final))
         policy.tokenizer.save_pretrained(str(final))
+        set_adapter_base(final, cfg.simulator.name)
     finally:
         restarts = pool.restarts if pool else 0
         if pool is not None:

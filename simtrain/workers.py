@@ -106,7 +106,8 @@ class WorkerPool:
         self.restarts = 0
         cpus = int(ray.available_resources().get("CPU", 1))
         self.threads = max(1, cpus // max(1, num_workers))
-        self._remote = ray.remote(num_cpus=0)(RolloutWorker)
+        # Ray hides GPUs from actors that reserve none, so GPU workers must ask for a share.
+        self._remote = ray.remote(num_cpus=0, num_gpus=cfg.train.worker_gpus)(RolloutWorker)
         import uuid
 
         self.prefix = f"simtrain-{cfg.name}-{uuid.uuid4().hex[:6]}"

@@ -93,3 +93,12 @@ def test_shipped_configs_are_valid():
 
     for path in sorted(Path(__file__).parent.parent.glob("configs/*.yaml")):
         load_config(path)
+
+
+def test_readme_config_reference_matches_the_code():
+    from pathlib import Path
+
+    from simtrain.config import reference_markdown
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    assert reference_markdown() in readme, "README's config reference is stale: paste `simtrain config reference`"
