@@ -54,22 +54,19 @@ class Persona:
         split = rec.get("split") or "train"
         if split not in ("train", "eval"):
             raise bad("split", f"must be 'train' or 'eval', got {split!r}")
-        facts = rec.get("facts") or {}
-        if isinstance(facts, str):  # CSV cells carry JSON text
-            try:
-                facts = json.loads(facts)
-            except json.JSONDecodeError:
-                raise bad("facts", "not valid JSON") from None
-        if not isinstance(facts, dict):
-            raise bad("facts", "expected an object of strings")
-        probes_raw = rec.get("probes") or []
-        if isinstance(probes_raw, str):
-            try:
-                probes_raw = json.loads(probes_raw)
-            except json.JSONDecodeError:
-                raise bad("probes", "not valid JSON") from None
-        if not isinstance(probes_raw, list):
-            raise bad("probes", "expected a list")
+        def structured(name: str, kind: type, default):
+            value = rec.get(name) or default
+            if isinstance(value, str):  # CSV cells carry JSON text
+                try:
+                    value = json.loads(value)
+                except json.JSONDecodeError:
+                    raise bad(name, "not valid JSON") from None
+            if not isinstance(value, kind):
+                raise bad(name, f"expected {'an object of strings' if kind is dict else 'a list'}")
+            return value
+
+        facts = structured("facts", dict, {})
+        probes_raw = structured("probes", list, [])
         probes = []
         for j, p in enumerate(probes_raw):
             if not isinstance(p, dict) or not isinstance(p.get("question"), str) \

@@ -1,7 +1,7 @@
 """Judges: one small interface, several backends, one cache.
 
-A judge answers :class:`Query` objects. Every query is multiple choice; a yes/no question is
-the two options ``("YES", "NO")``, phrased so that YES means "there is a problem". The answer
+A judge answers :class:`Query` objects. Every query is multiple choice; a yes/no question has
+the options YES and NO, listed problem-answer first (``rewards.prompts`` phrases them). The answer
 is a probability for each option, read directly from the judge model's next-token
 distribution where possible, so there is no free text to mis-parse. A query the backend could
 not answer (a failed request, an unreadable reply) comes back as ``None``: it is counted in
@@ -37,7 +37,7 @@ class Query:
     """One question for a judge.
 
     ``prompt`` is what LLM judges read. ``premise``/``hypotheses`` are what NLI judges read:
-    for a yes/no query one hypothesis whose contradiction probability is P(YES); for a
+    for a yes/no query one hypothesis whose contradiction probability is P(option 0); for a
     multiple-choice query one hypothesis per option.
     """
 
@@ -47,8 +47,12 @@ class Query:
     hypotheses: tuple[str, ...] = ()
 
     @property
+    def is_yes_no(self) -> bool:
+        return set(self.options) == set(YES_NO)
+
+    @property
     def labels(self) -> tuple[str, ...]:
-        return YES_NO if self.options == YES_NO else tuple(LETTERS[: len(self.options)])
+        return self.options if self.is_yes_no else tuple(LETTERS[: len(self.options)])
 
     def key(self, judge_id: str) -> str:
         raw = json.dumps([judge_id, self.prompt, self.options, self.premise, self.hypotheses])
@@ -143,8 +147,8 @@ class Judge:
                 out[i] = fresh.get(keys[i])
         return out
 
-    def p_yes(self, queries: Sequence[Query]) -> list[float | None]:
-        """P(YES) for yes/no queries."""
+    def p_problem(self, queries: Sequence[Query]) -> list[float | None]:
+        """Probability of each yes/no query's first option: by convention, the problem answer."""
         return [a[0] if a is not None else None for a in self.ask(queries)]
 
     def _ask(self, queries: list[Query]) -> list[Answer | None]:  # pragma: no cover - abstract
@@ -314,7 +318,7 @@ class NLIJudge(Judge):
         out: list[Answer | None] = []
         for q, (start, n) in zip(queries, spans):
             p = probs[start:start + n]
-            if q.options == YES_NO:
+            if q.is_yes_no:  # option 0 is the problem answer: P(contradiction)
                 c = float(p[0, self.contra])
                 out.append((c, 1.0 - c))
             else:  # entailment of each option's hypothesis, normalised

@@ -19,7 +19,7 @@ from simtrain.dialogue import Dialogue
 
 def query(d: Dialogue, earlier: list[str], line: str) -> Query:
     return Query(prompts.LINE_TO_LINE.format(speaker=speaker_name(d), history=numbered(earlier), line=line),
-                 premise=" ".join(earlier), hypotheses=(line,))
+                 options=prompts.PROBLEM_FIRST, premise=" ".join(earlier), hypotheses=(line,))
 
 
 def which_query(d: Dialogue, earlier: list[str], line: str) -> Query:
@@ -46,7 +46,7 @@ class LineToLine(Metric):
                 where.append((di, t))
                 if self.calibrate:
                     qs.append(query(d, lines[:t], NEUTRAL_LINE))
-        ps = self.judge.p_yes(qs)
+        ps = self.judge.p_problem(qs)
         step = 2 if self.calibrate else 1
         probs = {w: calibrated(ps[k * step], ps[k * step + 1] if self.calibrate else None) for k, w in enumerate(where)}
 

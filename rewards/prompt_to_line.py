@@ -18,7 +18,7 @@ def query(d: Dialogue, line: str) -> Query:
     scenario, role = task_context(d)
     persona = persona_text(d)
     return Query(prompts.PROMPT_TO_LINE.format(scenario=scenario, role=role, persona=persona, line=line),
-                 premise=persona, hypotheses=(line,))
+                 options=prompts.PROBLEM_FIRST, premise=persona, hypotheses=(line,))
 
 
 class PromptToLine(Metric):
@@ -40,7 +40,7 @@ class PromptToLine(Metric):
             qs += [query(d, l) for l in lines]
             if self.calibrate:
                 qs.append(query(d, NEUTRAL_LINE))
-        ps = self.judge.p_yes(qs)
+        ps = self.judge.p_problem(qs)
         out = []
         for start, n in spans:
             ref = ps[start + n] if self.calibrate else None

@@ -1,27 +1,27 @@
 """Every judge prompt in one place, so they can be read, compared and tuned together.
 
-Conventions: a yes/no question is phrased so that YES means "there is a problem"
-(a contradiction); multiple-choice options are lettered A, B, C, ...
+Conventions: yes/no questions ask whether a line is *consistent* (small models answer that
+better than "does it contradict?": measured on the check set's tuning part), and the query's
+first option is the problem answer, so ``Query.options = ("NO", "YES")`` and
+``judge.p_problem`` is P(NO). Multiple-choice options are lettered A, B, C, ...
 """
 
-PROMPT_TO_LINE = """You are checking whether a role-play actor stayed in character.
-Scenario: {scenario}
-The actor plays the {role}. Character background:
+PROBLEM_FIRST = ("NO", "YES")  # options for "is it consistent?" questions: NO is the problem
+
+PROMPT_TO_LINE = """You are checking a role-play. Scenario: {scenario}
+The actor plays the {role}:
 {persona}
 
 The actor said: "{line}"
 
-Does this line contradict the character background (a different fact about their life, or a personality or mood clearly unlike the character)? Adding new details that fit the background is NOT a contradiction.
-Answer YES or NO."""
+Could this person say this line without contradicting their description? Answer YES or NO."""
 
-LINE_TO_LINE = """You are checking whether a speaker contradicts themself.
-Earlier lines by {speaker}:
+LINE_TO_LINE = """Earlier lines by {speaker}:
 {history}
 
 New line by {speaker}: "{line}"
 
-Does the new line clearly contradict any of the earlier lines (a different fact, or the opposite of what they said)? New information that fits is NOT a contradiction.
-Answer YES or NO."""
+Is the new line consistent with what {speaker} said earlier? Answer YES or NO."""
 
 LINE_TO_LINE_WHICH = """Earlier lines by {speaker}:
 {history}
@@ -39,6 +39,12 @@ Based ONLY on what {speaker} said, answer this question about {speaker}.
 {question}
 {options}
 Answer with the letter only."""
+
+FACT_CHECK = """Here is everything {speaker} has said in a conversation so far:
+{history}
+
+Fact about {speaker}: {question} {answer}
+Is everything {speaker} said consistent with this fact? Answer YES or NO."""
 
 NOT_MENTIONED = "Not mentioned"
 

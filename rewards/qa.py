@@ -4,7 +4,7 @@ persona correctly?
 The persona's probes (questions with a ground-truth answer and, ideally, choices) are asked
 after chosen points of the dialogue, "based only on what the simulator said so far". A probe
 with choices gets one multiple-choice query (its choices plus "Not mentioned"); a probe without
-choices gets one yes/no query ("did they contradict this fact?"). Answers of "Not mentioned"
+choices gets one yes/no query ("is what they said consistent with this fact?"). Answers of "Not mentioned"
 are not counted either way. Dialogue score = correct / answered.
 
 Cost: probes x checkpoints queries per dialogue (default checkpoints: half-way and the end),
@@ -19,14 +19,6 @@ from rewards import prompts
 from rewards.base import Metric, MetricResult, mean, numbered, speaker_name
 from rewards.judges import Query
 from simtrain.dialogue import Dialogue
-
-FACT_CHECK = """Here is everything {speaker} has said in a conversation so far:
-{history}
-
-Fact about {speaker}: {question} {answer}
-Did {speaker} say anything that contradicts this fact?
-Answer YES or NO."""
-
 
 def checkpoints(n_lines: int, when: str | list[int]) -> list[int]:
     """Numbers of simulator lines after which probes are asked."""
@@ -45,9 +37,10 @@ def probe_query(d: Dialogue, said: list[str], probe: dict) -> Query:
     speaker, history = speaker_name(d), numbered(said)
     choices = list(probe.get("choices") or [])
     if not choices:
-        return Query(FACT_CHECK.format(speaker=speaker, history=history, question=probe["question"],
-                                       answer=probe["answer"]),
-                      premise=" ".join(said), hypotheses=(f"{probe['question']} {probe['answer']}",))
+        return Query(prompts.FACT_CHECK.format(speaker=speaker, history=history, question=probe["question"],
+                                               answer=probe["answer"]),
+                     options=prompts.PROBLEM_FIRST, premise=" ".join(said),
+                     hypotheses=(f"{probe['question']} {probe['answer']}",))
     options = tuple(choices + [prompts.NOT_MENTIONED])
     opts = "\n".join(f"{chr(65 + i)}. {o}" for i, o in enumerate(options))
     hyps = tuple(prompts.NLI_QA_HYPOTHESIS.format(question=probe["question"], answer=o) for o in options)
@@ -59,8 +52,8 @@ def correct(probe: dict, q: Query, answer) -> bool | None:
     """True/False for a counted answer, None for "Not mentioned" or a failed judgement."""
     if answer is None:
         return None
-    if q.options == ("YES", "NO"):
-        return answer[1] >= 0.5  # NO contradiction
+    if q.is_yes_no:
+        return answer[0] < 0.5  # the problem answer is option 0
     pick = q.options[max(range(len(answer)), key=answer.__getitem__)]
     if pick == prompts.NOT_MENTIONED:
         return None

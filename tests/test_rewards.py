@@ -42,11 +42,12 @@ def rule_judge(body):
     new = re.search(r'(?:The actor said|New line by Ana): "(.*)"', prompt)
     if "Which earlier line" in prompt:
         return 200, chat_reply("A"), 0
+    # the consistency questions are "is it consistent?": NO is the problem answer
     if "The actor said" in prompt:
-        return 200, chat_reply("YES" if "nurse" in new.group(1) else "NO"), 0
+        return 200, chat_reply("NO" if "nurse" in new.group(1) else "YES"), 0
     if "New line by Ana" in prompt:
         history = prompt.split("Earlier lines by Ana:")[1].split("New line")[0]
-        return 200, chat_reply("YES" if "no children" in new.group(1) and "sons" in history else "NO"), 0
+        return 200, chat_reply("NO" if "no children" in new.group(1) and "sons" in history else "YES"), 0
     # Q&A: options are lettered; pick the option that appears in what Ana said, else "Not mentioned"
     said = prompt.split("so far:")[1].split("Based ONLY")[0].lower()
     opts = re.findall(r"^([A-Z])\. (.+)$", prompt, re.M)
@@ -117,7 +118,7 @@ def test_openai_judge_reads_logprobs_and_rejects_unreadable_text(chat_server):
 
     server = chat_server(handler)
     j = OpenAIJudge(EndpointConfig(base_url=server.url, model="m", max_retries=0))
-    p_lp, p_chatty, p_plain = j.p_yes([Query("logprob q"), Query("chatty q"), Query("plain q")])
+    p_lp, p_chatty, p_plain = j.p_problem([Query("logprob q"), Query("chatty q"), Query("plain q")])
     import math
 
     assert p_lp == pytest.approx(math.exp(-2.4) / (math.exp(-2.4) + math.exp(-0.1)))
@@ -146,7 +147,7 @@ def test_openai_judge_survives_timeouts_500s_and_malformed_bodies(chat_server, m
     server = chat_server(handler)
     j = OpenAIJudge(EndpointConfig(base_url=server.url, model="m", api_key_env="TEST_JUDGE_KEY",
                                    timeout_s=0.5, max_retries=2, backoff_s=0.05))
-    res = j.p_yes([Query("flaky500 q"), Query("slow q"), Query("garbage q"), Query("bad-request q")])
+    res = j.p_problem([Query("flaky500 q"), Query("slow q"), Query("garbage q"), Query("bad-request q")])
     assert res[0] == 0.0 and res[1] == 0.0  # recovered by retrying
     assert res[2] is None and res[3] is None  # counted as failures, not silently 0 or 1
     assert j.stats.failed == 2
