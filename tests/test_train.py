@@ -114,3 +114,22 @@ def test_two_step_training_run_then_resume(tmp_path, ray_session, monkeypatch):
     rows = read_metrics(result.run_dir)
     assert [r["step"] for r in rows] == [1, 2, 3]
     assert rows[-1]["rollout/policy_version"] == 2  # the resumed checkpoint's weights went to the workers
+
+
+def test_train_attaches_to_an_existing_ray_cluster(tmp_path, ray_session):
+    """`simtrain train --ray-address` joins a running cluster (here: this test's local Ray)."""
+    import os
+    import subprocess
+    import sys
+
+    import ray
+
+    address = ray.get_runtime_context().gcs_address
+    env = dict(os.environ, HF_HUB_OFFLINE="1", WANDB_MODE="offline")
+    run = tmp_path / "run"
+    r = subprocess.run([sys.executable, "-m", "simtrain.cli", "train", "-c", str(ROOT / "configs" / "smoke.yaml"),
+                        "--ray-address", address, "--set", f"output_dir={run}", "--set", "train.max_steps=1",
+                        "--set", "train.wandb=false"], capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "trained 1 steps" in r.stdout
+    assert [row["step"] for row in read_metrics(run)] == [1]
