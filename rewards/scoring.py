@@ -14,6 +14,7 @@ from rewards.guards import guard_metrics
 from rewards.judges import Judge, JudgeSpec, make_judge
 from rewards.registry import RewardSpec, build_all, composite
 from simtrain.dialogue import Dialogue
+from simtrain.reporting import Reporter
 
 CONSISTENCY = ("prompt_to_line", "line_to_line", "qa")
 
@@ -46,44 +47,50 @@ class Scorer:
     rewards: list
     weights: list[float]
     judge: Judge | None = None
+    reporter: Reporter = field(default_factory=Reporter)
     names: list[str] = field(init=False)
 
     def __post_init__(self):
         self.names = [r.__name__ for r in self.rewards]
 
     @classmethod
-    def from_config(cls, cfg, judge: Judge | None = None, default_cache: str | None = None) -> "Scorer":
+    def from_config(cls, cfg, judge: Judge | None = None, default_cache: str | None = None,
+                    reporter: Reporter | None = None) -> "Scorer":
         specs = specs_from_config(cfg)
         if judge is None and any(s.name in CONSISTENCY for s in specs):
             judge = judge_from_config(cfg, default_cache=default_cache)
         fns, weights = build_all(specs, judge)
-        return cls(fns, weights, judge)
+        return cls(fns, weights, judge, reporter or Reporter())
 
     def score(self, dialogues: Sequence[Dialogue], annotate: bool = True) -> dict[str, list[float | None]]:
         values: dict[str, list[float | None]] = {}
-        for name, fn in zip(self.names, self.rewards):
-            metric = getattr(fn, "metric", None)
-            if metric is not None:  # built-in metric: keep per-line detail too
-                results = metric.score(dialogues)
-                values[name] = [r.score for r in results]
-                if annotate:
-                    for d, r in zip(dialogues, results):
-                        d.meta.setdefault("scores", {})[name] = r.score
-                        d.meta.setdefault("details", {})[name] = {k: v for k, v in r.details.items()}
-                        for t, s in zip(d.simulator_indices(), r.lines):
-                            d.turns[t].extra.setdefault("scores", {})[name] = s
-            else:
-                values[name] = fn(prompts=[None] * len(dialogues), completions=[None] * len(dialogues),
-                                  dialogues=list(dialogues))
-                if annotate:
-                    for d, v in zip(dialogues, values[name]):
-                        d.meta.setdefault("scores", {})[name] = v
+        with self.reporter.progress(len(self.names), f"scoring {len(dialogues)} dialogues (rewards)") as advance:
+            for name, fn in zip(self.names, self.rewards):
+                self._score_one(name, fn, dialogues, values, annotate)
+                advance(1)
         values["composite"] = composite([values[n] for n in self.names], self.weights)
         if annotate:
             for d, v in zip(dialogues, values["composite"]):
                 d.meta["scores"]["composite"] = v
         return values
 
+    def _score_one(self, name, fn, dialogues, values, annotate) -> None:
+        metric = getattr(fn, "metric", None)
+        if metric is None:  # a plug-in: one value per dialogue
+            values[name] = fn(prompts=[None] * len(dialogues), completions=[None] * len(dialogues),
+                              dialogues=list(dialogues))
+            if annotate:
+                for d, v in zip(dialogues, values[name]):
+                    d.meta.setdefault("scores", {})[name] = v
+            return
+        results = metric.score(dialogues)  # built-in metric: keep per-line detail too
+        values[name] = [r.score for r in results]
+        if annotate:
+            for d, r in zip(dialogues, results):
+                d.meta.setdefault("scores", {})[name] = r.score
+                d.meta.setdefault("details", {})[name] = dict(r.details)
+                for t, s in zip(d.simulator_indices(), r.lines):
+                    d.turns[t].extra.setdefault("scores", {})[name] = s
 
 def summarize(dialogues: Sequence[Dialogue], values: dict[str, list[float | None]]) -> dict:
     """Means per reward, per-turn consistency curves (the drift), and guard statistics."""

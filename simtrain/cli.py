@@ -102,7 +102,7 @@ def score(
     try:
         cfg = load_config(config, overrides)
         items = read_dialogues(dialogues)
-        scorer = Scorer.from_config(cfg)
+        scorer = Scorer.from_config(cfg, reporter=reporter)
     except (ConfigError, DialogueFormatError, ValueError, FileNotFoundError) as err:
         _fail(err)
     reporter.log(f"scoring {len(items)} dialogues with {', '.join(scorer.names)}")

