@@ -36,6 +36,7 @@ class StepTimes:
     start: float = 0.0
     rollout: float = 0.0
     scoring: float = 0.0
+    update: float = 0.0  # the rest of the step: log-probs, loss, backward, optimizer, weight push
     sim_tokens: int = 0
 
 
@@ -150,14 +151,13 @@ def _callbacks(pool, times: StepTimes, metrics_path: Path, rewards: StepRewards,
                 pool.push(trainable_state(model), state.global_step)
             total = time.perf_counter() - times.start
             times.update = max(0.0, total - times.rollout - times.scoring)
-            times.total = total
 
         def on_log(self, args, state, control, logs=None, **kw):
-            if logs is None or "loss" not in logs and "reward" not in logs:
+            if logs is None or ("loss" not in logs and "reward" not in logs):  # e.g. the final summary
                 return
             logs["time/rollout_s"] = round(times.rollout, 3)
             logs["time/scoring_s"] = round(times.scoring, 3)
-            logs["time/update_s"] = round(getattr(times, "update", 0.0), 3)
+            logs["time/update_s"] = round(times.update, 3)
             logs["time/sim_tokens_per_s"] = round(times.sim_tokens / times.rollout, 2) if times.rollout else 0.0
             if pool is not None:
                 logs["rollout/worker_restarts"] = pool.restarts
