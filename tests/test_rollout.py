@@ -122,3 +122,25 @@ def test_real_embedded_model_produces_readable_dialogue(smol):
     words = " ".join(d.simulator_lines()).split()
     assert len(words) >= 3
     assert sum(w.isascii() for w in words) / len(words) > 0.8
+
+
+def test_agent_shares_the_base_weights_with_the_adapter_disabled(tiny):
+    """One set of weights in memory: the simulator runs with its LoRA, the agent without it."""
+    import copy
+
+    from peft import LoraConfig, get_peft_model
+
+    base = copy.deepcopy(tiny.model)
+    torch.manual_seed(0)  # the random (non-zero) LoRA init
+    peft_model = get_peft_model(copy.deepcopy(tiny.model), LoraConfig(r=4, target_modules="all-linear",
+                                                                     init_lora_weights=False))
+    gen = HFGenerator(peft_model, tiny.tokenizer)
+    greedy = SamplingConfig(temperature=0, max_new_tokens=6, seed=0)
+    conv = [[{"role": "system", "content": "You are a therapist."}, {"role": "user", "content": "I feel tired."}]]
+    agent_line = HFAgent(gen, greedy).respond(conv)
+    base_line = HFAgent(HFGenerator(base, tiny.tokenizer), greedy).respond(conv)
+    prompt = HFAgent(gen, greedy).fmt.prompt_ids(conv[0])
+    with_adapter = gen.generate([prompt], greedy, use_adapter=True)[0].token_ids
+    without = gen.generate([prompt], greedy, use_adapter=False)[0].token_ids
+    assert agent_line == base_line  # the agent is the base model
+    assert with_adapter != without  # and the adapter really changes the simulator
