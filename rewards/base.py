@@ -71,6 +71,11 @@ def numbered(lines: Sequence[str]) -> str:
     return "\n".join(f"{i + 1}. \"{l}\"" for i, l in enumerate(lines)) or "(none)"
 
 
+def lettered(options: Sequence[str]) -> str:
+    """Multiple-choice options as the judge reads them: "A. ...", "B. ...", ..."""
+    return "\n".join(f"{chr(65 + i)}. {o}" for i, o in enumerate(options))
+
+
 class Metric:
     """Base for the consistency metrics; subclasses implement ``score``."""
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from rewards import prompts
-from rewards.base import NEUTRAL_LINE, Metric, MetricResult, calibrated, numbered, speaker_name
+from rewards.base import NEUTRAL_LINE, Metric, MetricResult, calibrated, lettered, numbered, speaker_name
 from rewards.judges import Query
 from simtrain.dialogue import Dialogue
 
@@ -24,9 +24,8 @@ def query(d: Dialogue, earlier: list[str], line: str) -> Query:
 
 def which_query(d: Dialogue, earlier: list[str], line: str) -> Query:
     options = tuple(f"line {i + 1}" for i in range(len(earlier)))
-    opts = "\n".join(f"{chr(65 + i)}. {o}" for i, o in enumerate(options))
     return Query(prompts.LINE_TO_LINE_WHICH.format(speaker=speaker_name(d), history=numbered(earlier), line=line,
-                                                   options=opts),
+                                                   options=lettered(options)),
                  options=options, premise=line, hypotheses=tuple(earlier))
 
 

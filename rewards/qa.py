@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from rewards import prompts
-from rewards.base import Metric, MetricResult, mean, numbered, speaker_name
+from rewards.base import Metric, MetricResult, lettered, mean, numbered, speaker_name
 from rewards.judges import Query
 from simtrain.dialogue import Dialogue
 
@@ -42,9 +42,8 @@ def probe_query(d: Dialogue, said: list[str], probe: dict) -> Query:
                      options=prompts.PROBLEM_FIRST, premise=" ".join(said),
                      hypotheses=(f"{probe['question']} {probe['answer']}",))
     options = tuple(choices + [prompts.NOT_MENTIONED])
-    opts = "\n".join(f"{chr(65 + i)}. {o}" for i, o in enumerate(options))
     hyps = tuple(prompts.NLI_QA_HYPOTHESIS.format(question=probe["question"], answer=o) for o in options)
-    return Query(prompts.QA.format(speaker=speaker, history=history, question=probe["question"], options=opts),
+    return Query(prompts.QA.format(speaker=speaker, history=history, question=probe["question"], options=lettered(options)),
                  options=options, premise=" ".join(said), hypotheses=hyps)
 
 

@@ -92,6 +92,7 @@ def score(
     from rewards.scoring import Scorer, summarize
     from simtrain.config import ConfigError, load_config
     from simtrain.dialogue import DialogueFormatError, read_dialogues, write_dialogues
+    from simtrain.evaluate import fmt_score
     from simtrain.reporting import RichReporter
 
     reporter = RichReporter()
@@ -110,7 +111,7 @@ def score(
     write_dialogues(items, out)
     summary = summarize(items, values)
     for name, v in summary["means"].items():
-        typer.echo(f"{name:>18}: {'n/a' if v is None else f'{v:.3f}'}")
+        typer.echo(f"{name:>18}: {fmt_score(v)}")
     if scorer.judge is not None:
         st = scorer.judge.stats
         typer.echo(f"judge {scorer.judge.id}: {st.queries} queries, {st.cache_hits} cached, {st.failed} failed, "
@@ -129,7 +130,7 @@ def eval_(
     """Roll out the eval split with one or two simulators, score it, and write a report."""
     _quiet_libraries()
     from simtrain.config import ConfigError, load_config
-    from simtrain.evaluate import evaluate
+    from simtrain.evaluate import evaluate, fmt_score
     from simtrain.reporting import RichReporter
 
     try:
@@ -141,7 +142,7 @@ def eval_(
     typer.echo((out / "report.md").read_text())
     if "reduction" in report:
         for task, red in report["reduction"].items():
-            typer.echo(f"{task}: " + ", ".join(f"{m} {'n/a' if v is None else f'{v:+.1%}'}" for m, v in red.items()))
+            typer.echo(f"{task}: " + ", ".join(f"{m} {fmt_score(v, '+.1%')}" for m, v in red.items()))
 
 
 @app.command()
@@ -204,6 +205,7 @@ def chat(
     Commands: /score (consistency so far), /quit."""
     _quiet_libraries()
     from simtrain.chat import ChatSession
+    from simtrain.evaluate import fmt_score
 
     try:
         session = ChatSession(model, task=task, persona=persona, config=config, seed=seed)
@@ -220,7 +222,7 @@ def chat(
             break
         if line == "/score":
             for name, value in session.score().items():
-                typer.echo(f"  {name}: {'n/a' if value is None else f'{value:.3f}'}")
+                typer.echo(f"  {name}: {fmt_score(value)}")
             continue
         typer.echo(f"{p.name or 'simulator'}: {session.say(line)}")
 

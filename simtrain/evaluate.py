@@ -11,9 +11,8 @@ import json
 from pathlib import Path
 from typing import Sequence
 
-from rewards.base import mean
 from rewards.scoring import CONSISTENCY, Scorer, summarize
-from simtrain.dialogue import Dialogue, write_dialogues
+from simtrain.dialogue import write_dialogues
 from simtrain.reporting import Reporter
 
 
@@ -72,8 +71,9 @@ def _slug(label: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in label.strip("/"))[-60:]
 
 
-def _fmt(x) -> str:
-    return "n/a" if x is None else f"{x:.3f}"
+def fmt_score(x: float | None, spec: str = ".3f") -> str:
+    """A score for people: three decimals, or "n/a" when nothing could be judged."""
+    return "n/a" if x is None else format(x, spec)
 
 
 def markdown(report: dict) -> str:
@@ -82,17 +82,17 @@ def markdown(report: dict) -> str:
     lines += ["| simulator | task | " + " | ".join(metrics) + " |", "|---|---|" + "---|" * len(metrics)]
     for label, res in report["results"].items():
         for task, s in list(res["tasks"].items()) + [("all", res["all"])]:
-            lines.append(f"| {label} | {task} | " + " | ".join(_fmt(s["means"].get(m)) for m in metrics) + " |")
+            lines.append(f"| {label} | {task} | " + " | ".join(fmt_score(s["means"].get(m)) for m in metrics) + " |")
     if "reduction" in report:
         a, b = report["simulators"]
         lines += ["", f"Relative inconsistency reduction of `{b}` against `{a}`:", "",
                   "| task | " + " | ".join(CONSISTENCY) + " |", "|---|" + "---|" * len(CONSISTENCY)]
         for task, red in report["reduction"].items():
-            lines.append(f"| {task} | " + " | ".join(_fmt(red.get(m)) for m in CONSISTENCY) + " |")
+            lines.append(f"| {task} | " + " | ".join(fmt_score(red.get(m)) for m in CONSISTENCY) + " |")
     lines += ["", "Guard statistics (all tasks):", ""]
     for label, res in report["results"].items():
         g = res["all"]["guards"]
-        lines.append(f"- {label}: " + ", ".join(f"{k} {_fmt(v)}" for k, v in g.items()))
+        lines.append(f"- {label}: " + ", ".join(f"{k} {fmt_score(v)}" for k, v in g.items()))
     if "judge" in report:
         j = report["judge"]
         lines += ["", f"Judge `{j['id']}`: {j['queries']} queries, {j['cache_hits']} cache hits, "

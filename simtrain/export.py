@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from dataclasses import asdict
 from pathlib import Path
 
 from simtrain.reporting import Reporter
@@ -66,9 +65,8 @@ def consistency_report(run_dir: Path) -> dict:
     return report
 
 
-def model_card(cfg, settings: dict, report: dict, adapter_only: bool) -> str:
-    def fmt(v):
-        return "n/a" if v is None else f"{v:.3f}"
+def model_card(cfg, report: dict, adapter_only: bool) -> str:
+    from simtrain.evaluate import fmt_score as fmt
 
     lines = [
         "---", "library_name: " + ("peft" if adapter_only else "transformers"), "tags: [simtrain, user-simulator, grpo]",
@@ -85,8 +83,7 @@ def model_card(cfg, settings: dict, report: dict, adapter_only: bool) -> str:
         "print(sim.reply([{\"speaker\": \"agent\", \"text\": \"Hello, what brings you here?\"}]))", "```", "",
         "## Consistency", ""]
     if "eval" in report:
-        a, b = report["eval_labels"][0], report["eval_labels"][-1]
-        metrics = list(report["eval"][a])
+        metrics = list(report["eval"][report["eval_labels"][0]])
         lines += ["| metric | " + " | ".join(report["eval_labels"]) + " |", "|---|" + "---|" * len(report["eval_labels"])]
         for m in metrics:
             lines.append(f"| {m} | " + " | ".join(fmt(report['eval'][s].get(m)) for s in report["eval_labels"]) + " |")
@@ -137,7 +134,7 @@ def export(source: str | Path, out: str | Path, adapter_only: bool = False, forc
             merged.generation_config.save_pretrained(tmp)
         lm.tokenizer.save_pretrained(tmp)
         (tmp / "simulator.json").write_text(json.dumps(settings, indent=2))
-        (tmp / "README.md").write_text(model_card(cfg, settings, consistency_report(run_dir), adapter_only))
+        (tmp / "README.md").write_text(model_card(cfg, consistency_report(run_dir), adapter_only))
         # Prove it: load what we wrote, the way a user would, and generate a line.
         sim = UserSimulator.from_pretrained(tmp, task=cfg.data.tasks[0], seed=0)
         line = sim.reply([{"speaker": "agent", "text": "Hello, how are you today?"}])

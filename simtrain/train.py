@@ -53,7 +53,6 @@ class StepRewards:
         self.log_dialogues = log_dialogues
         self._key: tuple | None = None
         self._values: dict = {}
-        self.last_summary: dict = {}
         self.last_dialogues: list[Dialogue] = []
 
     def functions(self) -> list:
@@ -77,7 +76,6 @@ class StepRewards:
         self._key = key
         self.last_dialogues = list(dialogues)
         summary = summarize(dialogues, self._values)
-        self.last_summary = summary
         if self.baseline is None:  # the first scored step is the baseline for "reduction"
             self.baseline = {m: summary["means"].get(m) for m in CONSISTENCY}
             self.baseline_path.write_text(json.dumps(self.baseline))

@@ -9,6 +9,7 @@ dies is replaced, given the current weights, and its share of the batch is regen
 from __future__ import annotations
 
 import os
+import uuid
 from typing import Sequence
 
 from simtrain.dialogue import Dialogue
@@ -108,8 +109,6 @@ class WorkerPool:
         self.threads = max(1, cpus // max(1, num_workers))
         # Ray hides GPUs from actors that reserve none, so GPU workers must ask for a share.
         self._remote = ray.remote(num_cpus=0, num_gpus=cfg.train.worker_gpus)(RolloutWorker)
-        import uuid
-
         self.prefix = f"simtrain-{cfg.name}-{uuid.uuid4().hex[:6]}"
         self.generation = [0] * num_workers
         self.workers = [self._start(i) for i in range(num_workers)]
@@ -138,7 +137,7 @@ class WorkerPool:
 
         out = []
         for i in range(len(self.workers)):
-            for attempt in range(self.max_restarts + 1):
+            for _ in range(self.max_restarts + 1):
                 try:
                     out.append(ray.get(make_call(self.workers[i])))
                     break
@@ -171,9 +170,12 @@ class WorkerPool:
 
         n = len(self.workers)
         shares = [list(range(i, len(jobs), n)) for i in range(n)]
+
+        def submit(i: int):
+            return self.workers[i].rollout.remote([jobs[k] for k in shares[i]], None if seed is None else seed + i)
+
         results: dict[int, Dialogue] = {}
-        pending = {i: self.workers[i].rollout.remote([jobs[k] for k in shares[i]], None if seed is None else seed + i)
-                   for i in range(n) if shares[i]}
+        pending = {i: submit(i) for i in range(n) if shares[i]}
         tries = {i: 0 for i in pending}
         while pending:
             i, ref = next(iter(pending.items()))
@@ -186,8 +188,7 @@ class WorkerPool:
                 if tries[i] > self.max_restarts:
                     raise RuntimeError(f"rollout worker {i} died {tries[i]} times in one rollout; giving up") from None
                 self._restart(i)
-                pending[i] = self.workers[i].rollout.remote([jobs[k] for k in shares[i]],
-                                                            None if seed is None else seed + i)
+                pending[i] = submit(i)
         return [results[k] for k in range(len(jobs))]
 
     def info(self) -> list[dict]:

@@ -2,9 +2,7 @@
 an OpenAI-compatible judge server on 127.0.0.1 that follows a fixed rule (so answers are
 known), and the embedded SmolLM2 judge."""
 
-import json
 import re
-import sys
 import textwrap
 
 import pytest

@@ -1,4 +1,3 @@
-import pytest
 import torch
 
 from envs.agents import HFAgent, OpenAIAgent
