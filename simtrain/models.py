@@ -56,9 +56,13 @@ def embedded_gguf_path() -> Path:
     return path
 
 
+def _embedded_cache_path() -> Path:
+    return cache_dir() / "smollm2-135m-instruct"
+
+
 def embedded_model_dir() -> Path:
     """Return a directory with SmolLM2 as safetensors, converting the GGUF file once."""
-    target = cache_dir() / "smollm2-135m-instruct"
+    target = _embedded_cache_path()
     if (target / "config.json").exists() and (target / "model.safetensors").exists():
         return target
     import torch
@@ -209,7 +213,8 @@ def load_simulator(name_or_dir: str, **kwargs) -> LoadedModel:
     if adapter is not None:
         name_or_dir = str(adapter)
         base = json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"]
-        if Path(base).exists() and Path(base).resolve() == embedded_model_dir().resolve():
+        # (compare paths only: checking must not trigger the one-off conversion)
+        if Path(base).exists() and Path(base).resolve() == _embedded_cache_path().resolve():
             base = EMBEDDED  # an adapter saved with the local cache path of the embedded model
         return load_with_adapter(base, name_or_dir, **kwargs)
     return load(name_or_dir, **kwargs)

@@ -377,7 +377,8 @@ def train(cfg=None, resume: str | Path | None = None, reporter: Reporter | None 
         restarts = pool.restarts if pool else 0
         if pool is not None:
             pool.shutdown()
-    wandb_dir = next(iter(sorted((run_dir / "wandb").glob("offline-run-*"))), None) if (run_dir / "wandb").exists() else None
+    # The newest offline run (a resumed run folder holds one per session); names start with the time.
+    wandb_dir = max((run_dir / "wandb").glob("offline-run-*"), default=None)
     try:
         import wandb
 
