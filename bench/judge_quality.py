@@ -2,11 +2,16 @@
 
 For each judge variant: balanced accuracy (at the judge's own decision rule, threshold 0.5)
 and ROC AUC per metric on the held-out part, plus judge queries and seconds per dialogue.
-Prints one JSON line. Variants: the embedded SmolLM2 judge asked naively, and with neutral-line
-calibration; an OpenAI-compatible judge too when SIMTRAIN_JUDGE_URL (and SIMTRAIN_JUDGE_MODEL)
-are set.
+Prints one JSON line. Variants:
 
-    python bench/judge_quality.py [--split heldout|tune|all]
+* ``hf-smollm2-naive``: the embedded SmolLM2 asked "is it consistent?" (the naive baseline);
+* ``hf-smollm2-calibrated``: the same, relative to the same question about a neutral line;
+* ``nli-minilm-contra``: the trained MiniLM cross-encoder (``simtrain judge-train``), one
+  sentence of the persona / one earlier line at a time (the default judge);
+* ``nli-minilm-contra-whole``: the same model given the whole description / history at once;
+* ``openai``: an OpenAI-compatible judge, when SIMTRAIN_JUDGE_URL (and SIMTRAIN_JUDGE_MODEL) are set.
+
+    python bench/judge_quality.py [--split heldout|tune|all] [--judges a,b] [--nli-model PATH]
 """
 
 from __future__ import annotations
@@ -84,9 +89,13 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--split", default="heldout", choices=["heldout", "tune", "all"])
     ap.add_argument("--limit", type=int, default=None, help="Use only the first N dialogues (quick runs).")
+    ap.add_argument("--judges", default="hf-smollm2-naive,hf-smollm2-calibrated,nli-minilm-contra,nli-minilm-contra-whole",
+                    help="Comma-separated variants to run (see the module docstring).")
+    ap.add_argument("--nli-model", default="minilm-contra", help="NLI model for the nli-* variants (a path to try others).")
     args = ap.parse_args()
+    wanted = args.judges.split(",")
 
-    from rewards.judges import HFJudge, JudgeCache, OpenAIJudge
+    from rewards.judges import HFJudge, JudgeCache, NLIJudge, OpenAIJudge
     from simtrain.dialogue import read_dialogues
     from simtrain.openai_client import EndpointConfig
 
@@ -95,10 +104,15 @@ def main() -> None:
     result = {"split": args.split, "dialogues": len(dialogues),
               "labelled_lines": sum(len(d.simulator_lines()) for d in dialogues), "judges": {}}
     t0 = time.perf_counter()
-    hf = HFJudge("smollm2", batch_size=8, cache=JudgeCache())
-    result["judges"]["hf-smollm2-naive"] = evaluate_judge(hf, dialogues, calibrate=False)
-    hf_cal = HFJudge("smollm2", batch_size=8, loaded=hf.lm, cache=JudgeCache())
-    result["judges"]["hf-smollm2-calibrated"] = evaluate_judge(hf_cal, dialogues, calibrate=True)
+    lm = None
+    for name in wanted:
+        if name.startswith("hf-smollm2"):
+            judge = HFJudge("smollm2", batch_size=8, loaded=lm, cache=JudgeCache())
+            lm = judge.lm
+            result["judges"][name] = evaluate_judge(judge, dialogues, calibrate=name.endswith("calibrated"))
+        elif name.startswith("nli-minilm-contra"):
+            judge = NLIJudge(args.nli_model, batch_size=32, decompose=not name.endswith("whole"))
+            result["judges"][name] = evaluate_judge(judge, dialogues, calibrate=False)
     if os.environ.get("SIMTRAIN_JUDGE_URL"):
         ep = EndpointConfig(base_url=os.environ["SIMTRAIN_JUDGE_URL"], model=os.environ.get("SIMTRAIN_JUDGE_MODEL", "default"))
         result["judges"]["openai"] = evaluate_judge(OpenAIJudge(ep), dialogues, calibrate=False)

@@ -45,6 +45,7 @@ class Query:
     options: tuple[str, ...] = YES_NO
     premise: str = ""
     hypotheses: tuple[str, ...] = ()
+    nli_label: str = "entailment"  # for a multiple-choice query: the NLI label that picks the option
 
     @property
     def is_yes_no(self) -> bool:
@@ -55,7 +56,7 @@ class Query:
         return self.options if self.is_yes_no else tuple(LETTERS[: len(self.options)])
 
     def key(self, judge_id: str) -> str:
-        raw = json.dumps([judge_id, self.prompt, self.options, self.premise, self.hypotheses])
+        raw = json.dumps([judge_id, self.prompt, self.options, self.premise, self.hypotheses, self.nli_label])
         return hashlib.sha1(raw.encode()).hexdigest()
 
 
@@ -284,26 +285,49 @@ class OpenAIJudge(Judge):
 
 
 class NLIJudge(Judge):
-    """A sentence-transformers CrossEncoder trained for NLI."""
+    """A sentence-transformers CrossEncoder trained for NLI (contradiction / entailment / neutral).
+
+    ``model`` is a path or hub id, or ``minilm-contra``: simtrain's own offline judge, trained
+    from shipped weights and generated data by ``simtrain judge-train`` (and on first use).
+
+    With ``decompose`` (the default) a yes/no query's premise is split into sentences (and lines),
+    each is compared with the line on its own, and P(contradiction) is the largest of them: a
+    small cross-encoder judges one sentence against one line far better than a whole persona
+    description against it, and one contradicted sentence is enough to make a line inconsistent.
+    """
 
     name = "nli"
 
-    def __init__(self, model: str, cache: JudgeCache | None = None, batch_size: int = 16):
+    def __init__(self, model: str, cache: JudgeCache | None = None, batch_size: int = 16, decompose: bool = True):
         super().__init__(cache)
         from sentence_transformers import CrossEncoder
 
         self.model_name = model
-        self.model = CrossEncoder(model, trust_remote_code=False)
+        path = model
+        if model == "minilm-contra":
+            from rewards import train_judge
+
+            path = str(train_judge.ensure())
+        self.model = CrossEncoder(path, trust_remote_code=False)
         labels = {v.lower(): int(k) for k, v in self.model.model.config.id2label.items()}
         try:
             self.contra, self.entail = labels["contradiction"], labels["entailment"]
         except KeyError:
             raise ValueError(f"{model} is not an NLI model: its labels are {sorted(labels)}") from None
         self.batch_size = batch_size
+        self.decompose = decompose
 
     @property
     def id(self) -> str:
-        return f"nli:{self.model_name}"
+        return f"nli:{self.model_name}" + ("" if self.decompose else ":whole")
+
+    def _segments(self, q: Query) -> list[str]:
+        from rewards.judge_data import sentences
+
+        if not (self.decompose and q.is_yes_no):
+            return [q.premise]
+        segs = [s for part in q.premise.split("\n") for s in sentences(part)]
+        return segs or [q.premise]
 
     def _ask(self, queries: list[Query]) -> list[Answer | None]:
         import numpy as np
@@ -311,18 +335,20 @@ class NLIJudge(Judge):
         pairs, spans = [], []
         for q in queries:
             hyps = q.hypotheses or (q.prompt,)
-            spans.append((len(pairs), len(hyps)))
-            pairs.extend((q.premise, h) for h in hyps)
+            segs = self._segments(q)
+            spans.append((len(pairs), len(segs), len(hyps)))
+            pairs.extend((s, h) for h in hyps for s in segs)
         probs = np.asarray(self.model.predict(pairs, batch_size=self.batch_size, apply_softmax=True,
                                               show_progress_bar=False))
         out: list[Answer | None] = []
-        for q, (start, n) in zip(queries, spans):
-            p = probs[start:start + n]
-            if q.is_yes_no:  # option 0 is the problem answer: P(contradiction)
-                c = float(p[0, self.contra])
+        for q, (start, n_seg, n_hyp) in zip(queries, spans):
+            p = probs[start:start + n_seg * n_hyp].reshape(n_hyp, n_seg, -1)
+            if q.is_yes_no:  # option 0 is the problem answer: P(contradiction), worst segment
+                c = float(p[0, :, self.contra].max())
                 out.append((c, 1.0 - c))
-            else:  # entailment of each option's hypothesis, normalised
-                e = [float(x) + 1e-9 for x in p[:, self.entail]]
+            else:  # each option's hypothesis scored by the query's NLI label, normalised
+                col = self.contra if q.nli_label == "contradiction" else self.entail
+                e = [float(x) + 1e-9 for x in p[:, 0, col]]
                 out.append(tuple(x / sum(e) for x in e))
         return out
 

@@ -21,7 +21,7 @@ CONSISTENCY = ("prompt_to_line", "line_to_line", "qa")
 
 def judge_from_config(cfg, loaded=None, default_cache: str | None = None) -> Judge:
     j = cfg.judge
-    return make_judge(JudgeSpec(backend=j.backend, model=j.model, base_url=j.base_url, api_key_env=j.api_key_env,
+    return make_judge(JudgeSpec(backend=j.backend, model=j.resolved_model(), base_url=j.base_url, api_key_env=j.api_key_env,
                                 concurrency=j.concurrency, timeout_s=j.timeout_s, max_retries=j.max_retries,
                                 batch_size=j.batch_size, cache_path=j.cache_path or default_cache), loaded=loaded)
 
@@ -33,7 +33,7 @@ def specs_from_config(cfg) -> list[RewardSpec]:
         if r.name in ("prompt_to_line", "line_to_line", "qa"):
             args.setdefault("threshold", cfg.judge.threshold)
         if r.name in ("prompt_to_line",):
-            args.setdefault("calibrate", cfg.judge.calibrate)
+            args.setdefault("calibrate", cfg.judge.resolved_calibrate())
         if r.name == "qa":
             args.setdefault("when", cfg.judge.qa_when)
         specs.append(RewardSpec(name=r.name, path=r.path, weight=r.weight, args=args))

@@ -227,6 +227,32 @@ def chat(
         typer.echo(f"{p.name or 'simulator'}: {session.say(line)}")
 
 
+@app.command("judge-train")
+def judge_train(
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder to write (default: the cache folder 'minilm-contra' resolves to)."),
+    examples: int = typer.Option(6000, help="Generated (premise, line) training pairs."),
+    epochs: float = typer.Option(2.0, help="Passes over the pairs."),
+    seed: int = typer.Option(0, help="Seed for the data generator and the trainer."),
+    force: bool = typer.Option(False, "--force", help="Retrain even if the folder already holds this judge."),
+):
+    """Train the offline consistency judge (MiniLM cross-encoder) from shipped weights and generated data."""
+    _quiet_libraries()
+    from rewards.train_judge import JudgeTrainConfig, default_dir, train as run_train
+
+    cfg = JudgeTrainConfig(examples=examples, epochs=epochs, seed=seed)
+    target = out or default_dir(cfg)
+    if (target / "simtrain_judge.json").exists() and not force:
+        typer.echo(f"already trained: {target} (use --force to retrain)")
+        return
+    try:
+        path = run_train(target, cfg)
+    except RuntimeError as err:
+        _fail(err)
+    typer.echo(f"judge written to {path}")
+    if out:
+        typer.echo(f"use it with: judge.backend=nli, judge.model={path}")
+
+
 @app.command()
 def config(
     what: str = typer.Argument("defaults", help="'defaults': the default config as YAML; 'reference': the key table."),

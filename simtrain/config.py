@@ -67,8 +67,8 @@ class DataConfig(_Section):
 
 
 class JudgeConfig(_Section):
-    backend: Literal["hf", "openai", "nli"] = Field("hf", description="Judge backend: hf (local causal LM), openai (endpoint), nli (CrossEncoder).")
-    model: str = Field("smollm2", description="Judge model: a simtrain model name / path (hf, nli) or the served model name (openai).")
+    backend: Literal["hf", "openai", "nli"] = Field("nli", description="Judge backend: nli (cross-encoder; the default is simtrain's trained offline judge), hf (local causal LM), openai (endpoint).")
+    model: str | None = Field(None, description="Judge model: a path / hub id or simtrain name (nli: default 'minilm-contra'; hf: default 'smollm2'), or the served model name (openai, required).")
     base_url: str | None = Field(None, description="Endpoint base URL for backend 'openai'.")
     api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable holding the endpoint's API key.")
     concurrency: int = Field(8, ge=1, description="Concurrent requests (openai).")
@@ -76,9 +76,20 @@ class JudgeConfig(_Section):
     max_retries: int = Field(3, ge=0, description="Retries with exponential backoff on timeouts, 429 and 5xx (openai).")
     batch_size: int = Field(8, ge=1, description="Queries per forward pass (hf, nli).")
     threshold: float = Field(0.5, gt=0, lt=1, description="P(contradiction) at or above which a line is judged inconsistent.")
-    calibrate: bool = Field(True, description="Compare each verdict with the same question about a neutral line (cancels a yes/no bias).")
+    calibrate: bool | None = Field(None, description="Prompt-to-line: compare each verdict with the same question about a neutral line (cancels a yes/no bias). Default: on for hf, off otherwise.")
     qa_when: str = Field("half", description="When Q&A probes are asked: 'end', 'half' (half-way and end) or 'each' line.")
     cache_path: str | None = Field(None, description="JSONL file caching judgements across runs; default: <run dir>/judge_cache.jsonl.")
+
+
+    def resolved_model(self) -> str:
+        if self.model:
+            return self.model
+        if self.backend == "openai":
+            raise ValueError("judge.backend is 'openai' but judge.model (the served model name) is not set")
+        return {"nli": "minilm-contra", "hf": "smollm2"}[self.backend]
+
+    def resolved_calibrate(self) -> bool:
+        return self.backend == "hf" if self.calibrate is None else self.calibrate
 
 
 class RewardSection(_Section):

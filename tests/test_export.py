@@ -81,7 +81,7 @@ def test_chat_through_stdin(run_dir, tmp_path):
     out = export(run_dir, tmp_path / "sim")
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     cfg = tmp_path / "judge.yaml"
-    cfg.write_text("judge: {model: tiny-random}\n")
+    cfg.write_text("judge: {backend: hf, model: tiny-random}\n")
     proc = subprocess.run([sys.executable, "-m", "simtrain.cli", "chat", str(out), "--task", "therapy",
                            "--persona", "therapy-025", "--seed", "0", "--config", str(cfg)],
                           input="Hello, what brings you here?\nHow did that feel?\n/score\n/quit\n",

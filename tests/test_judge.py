@@ -1,0 +1,71 @@
+"""The offline judge: its generated training data, and the trained default judge itself, loaded
+the way users load it (the default config), on blatant contradictions and clean lines."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rewards import judge_data
+from rewards.line_to_line import LineToLine
+from rewards.prompt_to_line import PromptToLine
+from simtrain.dialogue import Dialogue, Turn
+
+CHECKSET = Path(__file__).resolve().parent.parent / "rewards" / "data" / "checkset.jsonl"
+
+
+def test_generated_pairs_are_deterministic_balanced_and_never_from_the_check_set():
+    a, b = judge_data.generate(900, seed=3), judge_data.generate(900, seed=3)
+    assert a == b and a != judge_data.generate(900, seed=4)
+    counts = {l: sum(p.label == l for p in a) for l in judge_data.LABELS}
+    assert all(c > 900 * 0.2 for c in counts.values()), counts
+    checked = {t["text"] for l in CHECKSET.read_text().splitlines() for t in json.loads(l)["turns"]}
+    descriptions = {s for l in CHECKSET.read_text().splitlines()
+                    for s in judge_data.sentences(json.loads(l)["persona"]["description"])}
+    assert not ({p.hypothesis for p in a} & checked) and not ({p.premise for p in a} & descriptions)
+
+
+def test_sentences_split_descriptions_and_keep_lines_whole():
+    assert judge_data.sentences("Ana is 40. She bakes! Does she? \"Yes.\"") == ["Ana is 40.", "She bakes!", "Does she?", "\"Yes.\""]
+    assert judge_data.sentences("Mr. Li is 3.5 feet tall.") == ["Mr. Li is 3.5 feet tall."]
+
+
+PERSONA = {"id": "p1", "name": "Ana", "facts": {},
+           "description": "Ana is a 40-year-old baker in Porto. She is married to Rui and has two sons. "
+                          "She is shy and hates crowds."}
+
+
+def dialogue(*lines):
+    turns = []
+    for line in lines:
+        turns += [Turn("agent", "Tell me more."), Turn("simulator", line)]
+    return Dialogue("d", "chitchat", PERSONA, turns)
+
+
+@pytest.fixture(scope="session")
+def default_judge():
+    """The judge a default config builds: trains minilm-contra into the cache on first use."""
+    from rewards.scoring import judge_from_config
+    from simtrain.config import RunConfig
+
+    cfg = RunConfig()
+    assert (cfg.judge.backend, cfg.judge.resolved_model()) == ("nli", "minilm-contra")
+    return judge_from_config(cfg)
+
+
+def test_default_judge_flags_blatant_contradictions_and_passes_clean_lines(default_judge):
+    clean = ["I've been baking bread since I was a girl.", "Rui and the boys are still asleep when I start.",
+             "The oven was playing up again this morning.", "Big parties make me nervous, honestly."]
+    blatant = ["I've never been married.", "I don't have any kids.", "I live in Oslo.",
+               "I love a packed party full of strangers!"]
+    [r] = PromptToLine(default_judge, calibrate=False).score([dialogue(*clean, *blatant)])
+    assert r.lines[:4] == [1.0] * 4, r.details["p_contradiction"]
+    assert r.lines[4:] == [0.0] * 4, r.details["p_contradiction"]
+
+
+def test_default_judge_finds_self_contradictions(default_judge):
+    d = dialogue("My sister Ines comes round every Sunday.", "I walk the dog before work.",
+                 "I'm an only child, there's nobody like that.")
+    [r] = LineToLine(default_judge).score([d])
+    assert r.lines[1] == 1.0 and r.lines[2] < 1.0, r.details["p_contradiction"]
+    assert r.details["conflicts"][0]["conflicts_with_turns"] == [1]
