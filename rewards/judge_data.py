@@ -14,8 +14,13 @@ Two sources:
   built from their structured facts (age, job, place) or from another persona's facts (a
   contradiction when the sentence states that fact).
 
-Nothing here reads the check set (``rewards/data/checkset.jsonl``): that is what the judge is
-measured on. The generator is seeded, so the same command always yields the same data.
+* **The tuning part of the check set** (``rewards/data/checkset.jsonl``, ``meta.split == "tune"``):
+  hand-labelled simulator lines, each inconsistent one annotated with the description sentences
+  it contradicts (``contradicts_sentences``) or the earlier lines (``conflicts_with``).
+
+Nothing here reads the check set's held-out part: that is what the judge is measured on (a test
+checks that no training text copies or closely paraphrases it). The generator is seeded, so the
+same command always yields the same data.
 """
 
 from __future__ import annotations
@@ -263,7 +268,7 @@ def _facts(rng: random.Random) -> list[Fact]:
                 [f"My spouse {partner} says I work too much.", f"{partner} and I have been married for years.",
                  f"I'm married, {partner} keeps me sane."],
                 ["No partner, never had one.", "I've never been married.", "I'm single, no partner.",
-                 f"I'm not married, I live on my own."]))
+                 "I'm not married, I live on my own."]))
     kid = rng.choice(NAMES)
     out.append((f"{n} has a {rng.choice(['daughter', 'son'])} called {kid}.",
                 [f"{kid} is my youngest.", f"My kid {kid} keeps me busy.", "Being a parent is hard work."],
@@ -498,6 +503,28 @@ def written_pairs(path: Path = WRITTEN) -> list[Pair]:
     return out
 
 
+CHECKSET = Path(__file__).resolve().parent / "data" / "checkset.jsonl"
+
+
+def tune_pairs(path: Path = CHECKSET) -> list[Pair]:
+    """The check set's tuning part in the judge's unit: every description sentence and every
+    earlier simulator line against every simulator line, labelled from the annotations."""
+    out = []
+    for rec in (json.loads(l) for l in path.read_text(encoding="utf-8").splitlines() if l.strip()):
+        if rec.get("meta", {}).get("split") != "tune":
+            continue
+        premises = sentences(rec["persona"]["description"])
+        said: list[tuple[int, str]] = []
+        for i, t in enumerate(rec["turns"]):
+            if t["speaker"] != "simulator":
+                continue
+            bad_sents = t.get("contradicts_sentences", [])
+            out += [Pair(s, t["text"], CONTRADICTION if k in bad_sents else NEUTRAL) for k, s in enumerate(premises)]
+            out += [Pair(e, t["text"], CONTRADICTION if j in t.get("conflicts_with", []) else NEUTRAL) for j, e in said]
+            said.append((i, t["text"]))
+    return out
+
+
 def generate(n: int = 6000, seed: int = 0, written_copies: int = 2) -> list[Pair]:
     """The judge's training set: ``n`` generated pairs (5/8 facet pairs, 1/4 built-in persona
     facts, 1/8 restated description sentences) plus ``written_copies`` copies of the
@@ -506,6 +533,6 @@ def generate(n: int = 6000, seed: int = 0, written_copies: int = 2) -> list[Pair
     personas = builtin_personas()
     pairs = (facet_pairs(rng, n * 5 // 8) + persona_pairs(rng, personas, n // 4)
              + restatement_pairs(rng, personas, n - n * 5 // 8 - n // 4))
-    pairs += written_pairs() * written_copies
+    pairs += (written_pairs() + tune_pairs()) * written_copies
     rng.shuffle(pairs)
     return pairs

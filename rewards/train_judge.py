@@ -6,7 +6,7 @@ standard transformers sequence-classification model with labels contradiction / 
 neutral, so the ``nli`` judge backend (a sentence-transformers CrossEncoder) loads it like any
 NLI model.
 
-    simtrain judge-train [--out DIR] [--examples 6000] [--epochs 2]
+    simtrain judge-train [--out DIR] [--examples N] [--epochs E] [--seed S]
 
 Without ``--out`` it goes to ``~/.cache/simtrain/judges/minilm-contra-<version>``, which is what
 the judge name ``minilm-contra`` resolves to (and is trained on first use if missing).
@@ -35,8 +35,8 @@ NAME = "minilm-contra"
 class JudgeTrainConfig:
     """How the judge is trained. The defaults are what ``minilm-contra`` is."""
 
-    examples: int = 4000  # generated (premise, line) pairs
-    written_copies: int = 3  # copies of the hand-written pairs (rewards/data/judge_train.jsonl)
+    examples: int = 3500  # generated (premise, line) pairs
+    written_copies: int = 3  # copies of the hand-written pairs and of the check set's tuning part
     epochs: float = 2.0
     learning_rate: float = 5e-5
     batch_size: int = 32
@@ -48,7 +48,7 @@ class JudgeTrainConfig:
         """Changes whenever the config or the generator/trainer code changes, so a cached judge
         trained by older code is never mistaken for the current one."""
         h = hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode())
-        for mod in (judge_data.__file__, __file__, judge_data.WRITTEN):
+        for mod in (judge_data.__file__, __file__, judge_data.WRITTEN, judge_data.CHECKSET):
             h.update(Path(mod).read_bytes())
         return h.hexdigest()[:10]
 
@@ -92,7 +92,7 @@ def train(out: str | Path | None = None, cfg: JudgeTrainConfig | None = None, pr
     ds = ds.map(lambda b: tok(b["premise"], b["hypothesis"], truncation=True, max_length=cfg.max_length),
                 batched=True, remove_columns=["premise", "hypothesis"])
 
-    staging = out.with_name(out.name + ".partial")
+    staging = out.with_name(f"{out.name}.partial-{os.getpid()}")  # per process: two trainers never collide
     shutil.rmtree(staging, ignore_errors=True)
     args = TrainingArguments(
         output_dir=str(staging / "trainer"), num_train_epochs=cfg.epochs, learning_rate=cfg.learning_rate,
@@ -110,11 +110,14 @@ def train(out: str | Path | None = None, cfg: JudgeTrainConfig | None = None, pr
     shutil.rmtree(staging / "trainer", ignore_errors=True)
     (staging / "simtrain_judge.json").write_text(json.dumps({
         "name": NAME, "version": cfg.version(), "config": asdict(cfg), "base": "all-MiniLM-L6-v2",
-        "train_seconds": round(time.perf_counter() - t0, 1), "train_loss": round(result.training_loss, 4)},
-        indent=2))
+        "pairs": len(pairs), "train_seconds": round(time.perf_counter() - t0, 1),
+        "train_loss": round(result.training_loss, 4)}, indent=2))
     if out.exists():
         shutil.rmtree(out)
-    staging.rename(out)
+    try:
+        staging.rename(out)
+    except OSError:  # another process finished the same judge first: keep theirs
+        shutil.rmtree(staging, ignore_errors=True)
     return out
 
 

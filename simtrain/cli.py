@@ -230,16 +230,19 @@ def chat(
 @app.command("judge-train")
 def judge_train(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder to write (default: the cache folder 'minilm-contra' resolves to)."),
-    examples: int = typer.Option(6000, help="Generated (premise, line) training pairs."),
-    epochs: float = typer.Option(2.0, help="Passes over the pairs."),
-    seed: int = typer.Option(0, help="Seed for the data generator and the trainer."),
-    force: bool = typer.Option(False, "--force", help="Retrain even if the folder already holds this judge."),
+    examples: Optional[int] = typer.Option(None, help="Generated (premise, line) pairs (default: the minilm-contra recipe's)."),
+    epochs: Optional[float] = typer.Option(None, help="Passes over the training pairs."),
+    seed: Optional[int] = typer.Option(None, help="Seed for the data generator and the trainer."),
+    force: bool = typer.Option(False, "--force", help="Retrain even if the folder already holds a trained judge."),
 ):
     """Train the offline consistency judge (MiniLM cross-encoder) from shipped weights and generated data."""
     _quiet_libraries()
+    from dataclasses import replace
+
     from rewards.train_judge import JudgeTrainConfig, default_dir, train as run_train
 
-    cfg = JudgeTrainConfig(examples=examples, epochs=epochs, seed=seed)
+    changes = {k: v for k, v in (("examples", examples), ("epochs", epochs), ("seed", seed)) if v is not None}
+    cfg = replace(JudgeTrainConfig(), **changes)
     target = out or default_dir(cfg)
     if (target / "simtrain_judge.json").exists() and not force:
         typer.echo(f"already trained: {target} (use --force to retrain)")
@@ -249,7 +252,7 @@ def judge_train(
     except RuntimeError as err:
         _fail(err)
     typer.echo(f"judge written to {path}")
-    if out:
+    if out or changes:
         typer.echo(f"use it with: judge.backend=nli, judge.model={path}")
 
 

@@ -34,9 +34,10 @@ def test_generated_pairs_are_deterministic_balanced_and_never_from_the_check_set
     assert a == b and a != judge_data.generate(900, seed=4)
     counts = {l: sum(p.label == l for p in a) for l in judge_data.LABELS}
     assert all(c > 900 * 0.15 for c in counts.values()), counts
-    # The judge is measured on the check set: no training line or premise may copy or closely
-    # paraphrase a check-set line or description sentence.
+    # The judge is measured on the check set's held-out part: no training line or premise may
+    # copy or closely paraphrase a held-out line or description sentence.
     records = [json.loads(l) for l in CHECKSET.read_text().splitlines()]
+    records = [r for r in records if r["meta"]["split"] == "heldout"]
     lines = {t["text"] for r in records for t in r["turns"]}
     descriptions = {s for r in records for s in judge_data.sentences(r["persona"]["description"])}
     texts = {p.hypothesis for p in a} | {p.premise for p in a}
@@ -59,6 +60,9 @@ def test_first_person_restatement_and_written_pairs():
     assert judge_data.first_person("The lesson is on fractions.", "Lucy Tan") is None
     written = judge_data.written_pairs()
     assert len(written) > 1000 and {p.label for p in written} == {"contradiction", "neutral"}
+    tune = judge_data.tune_pairs()
+    assert ("She is vegetarian.", "Nothing beats a big grilled steak after a session.", "contradiction") in \
+        {(p.premise, p.hypothesis, p.label) for p in tune}
     # each hand-written persona line that contradicts names a real sentence of its description
     assert ("Tomasz is a 52-year-old crane operator at the Gdansk shipyard.",
             "I've been a dentist for twenty years, so I'm used to nervous people.", "contradiction") in \
