@@ -459,8 +459,8 @@ def first_person(sentence: str, name: str) -> str | None:
 
 
 def restatement_pairs(rng: random.Random, personas: list[dict], n: int) -> list[Pair]:
-    """A description sentence vs. the same content said in the first person (entailment), or
-    vs. another sentence of the same description said in the first person (neutral)."""
+    """A description sentence vs. the same content said in the first person (entailment), and
+    now and then vs. another sentence of the same description said in the first person (neutral)."""
     out: list[Pair] = []
     while len(out) < n:
         p = rng.choice(personas)
@@ -471,7 +471,8 @@ def restatement_pairs(rng: random.Random, personas: list[dict], n: int) -> list[
             continue
         (s, f), (_, g) = rng.sample(said, 2)
         out.append(Pair(s, _dress(f, rng), ENTAILMENT))
-        out.append(Pair(s, _dress(g, rng), NEUTRAL))
+        if rng.random() < 1 / 3:  # mostly entailments: same topic, no contradiction
+            out.append(Pair(s, _dress(g, rng), NEUTRAL))
     return out[:n]
 
 
@@ -506,6 +507,14 @@ def written_pairs(path: Path = WRITTEN) -> list[Pair]:
 CHECKSET = Path(__file__).resolve().parent / "data" / "checkset.jsonl"
 
 
+def _training_descriptions() -> list[str]:
+    """Persona descriptions of the hand-written pairs and of the check set's tuning part."""
+    written = [json.loads(l) for l in WRITTEN.read_text(encoding="utf-8").splitlines() if l.strip()]
+    tune = [json.loads(l) for l in CHECKSET.read_text(encoding="utf-8").splitlines() if l.strip()]
+    return ([r["persona"] for r in written if "persona" in r]
+            + [r["persona"]["description"] for r in tune if r.get("meta", {}).get("split") == "tune"])
+
+
 def tune_pairs(path: Path = CHECKSET) -> list[Pair]:
     """The check set's tuning part in the judge's unit: every description sentence and every
     earlier simulator line against every simulator line, labelled from the annotations."""
@@ -526,13 +535,16 @@ def tune_pairs(path: Path = CHECKSET) -> list[Pair]:
 
 
 def generate(n: int = 6000, seed: int = 0, written_copies: int = 2) -> list[Pair]:
-    """The judge's training set: ``n`` generated pairs (5/8 facet pairs, 1/4 built-in persona
-    facts, 1/8 restated description sentences) plus ``written_copies`` copies of the
-    hand-written pairs."""
+    """The judge's training set: ``n`` generated pairs (1/2 facet pairs, 1/4 built-in persona
+    facts, 1/4 restated description sentences) plus ``written_copies`` copies of the
+    hand-written pairs and of the check set's tuning part."""
     rng = random.Random(seed)
     personas = builtin_personas()
-    pairs = (facet_pairs(rng, n * 5 // 8) + persona_pairs(rng, personas, n // 4)
-             + restatement_pairs(rng, personas, n - n * 5 // 8 - n // 4))
+    # Restated sentences come from every description the judge trains on, so that a line on
+    # the same topic as a sentence is not taken for a contradiction just for sharing the topic.
+    described = personas + [{"name": d.split(" is ")[0], "description": d} for d in _training_descriptions()]
+    pairs = (facet_pairs(rng, n // 2) + persona_pairs(rng, personas, n // 4)
+             + restatement_pairs(rng, described, n - n // 2 - n // 4))
     pairs += (written_pairs() + tune_pairs()) * written_copies
     rng.shuffle(pairs)
     return pairs

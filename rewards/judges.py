@@ -45,7 +45,10 @@ class Query:
     options: tuple[str, ...] = YES_NO
     premise: str = ""
     hypotheses: tuple[str, ...] = ()
-    nli_label: str = "entailment"  # for a multiple-choice query: the NLI label that picks the option
+    # For a multiple-choice query: the NLI label that picks the option. "entailment": the option
+    # that follows from the premise; "contradiction": the option (read as the earlier statement)
+    # that the premise (the new line) contradicts.
+    nli_label: str = "entailment"
 
     @property
     def is_yes_no(self) -> bool:
@@ -308,6 +311,7 @@ class NLIJudge(Judge):
             from rewards import train_judge
 
             path = str(train_judge.ensure())
+            self.model_name = Path(path).name  # carries the recipe's version: a retrained judge never reuses cached verdicts
         self.model = CrossEncoder(path, trust_remote_code=False)
         labels = {v.lower(): int(k) for k, v in self.model.model.config.id2label.items()}
         try:
@@ -337,7 +341,10 @@ class NLIJudge(Judge):
             hyps = q.hypotheses or (q.prompt,)
             segs = self._segments(q)
             spans.append((len(pairs), len(segs), len(hyps)))
-            pairs.extend((s, h) for h in hyps for s in segs)
+            if q.nli_label == "contradiction" and not q.is_yes_no:
+                pairs.extend((h, s) for h in hyps for s in segs)  # earlier statement first, as trained
+            else:
+                pairs.extend((s, h) for h in hyps for s in segs)
         probs = np.asarray(self.model.predict(pairs, batch_size=self.batch_size, apply_softmax=True,
                                               show_progress_bar=False))
         out: list[Answer | None] = []
