@@ -117,3 +117,32 @@ def test_default_judge_finds_self_contradictions(default_judge):
     [r] = LineToLine(default_judge).score([d])
     assert r.lines[1] == 1.0 and r.lines[2] < 1.0, r.details["p_contradiction"]
     assert r.details["conflicts"][0]["conflicts_with_turns"] == [1]
+
+
+def test_judge_train_command_writes_a_loadable_judge_and_reuses_the_cached_one(default_judge, tmp_path):
+    """The documented command, end to end on a sliver of an epoch: an NLI model the nli backend
+    loads, its recipe recorded; and the default folder is found, not retrained."""
+    import subprocess
+    import sys
+
+    from rewards.judges import NLIJudge
+
+    cli = [sys.executable, "-m", "simtrain.cli", "judge-train"]
+    out = tmp_path / "judge"
+    r = subprocess.run(cli + ["--out", str(out), "--epochs", "0.01", "--seed", "1"], capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr
+    meta = json.loads((out / "simtrain_judge.json").read_text())
+    assert meta["config"]["seed"] == 1 and meta["pairs"] > 5000
+    assert not list(tmp_path.glob("judge.partial-*"))  # staging folder renamed, nothing left behind
+    judge = NLIJudge(str(out))
+    assert judge.p_problem([judge_query("Ana lives in Porto.", "I live in Oslo.")])[0] is not None
+
+    r = subprocess.run(cli, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "already trained" in r.stdout, r.stdout + r.stderr
+
+
+def judge_query(premise, line):
+    from rewards.judges import Query
+
+    return Query("", premise=premise, hypotheses=(line,))
