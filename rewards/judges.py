@@ -312,6 +312,9 @@ class NLIJudge(Judge):
 
             path = str(train_judge.ensure())
             self.model_name = Path(path).name  # carries the recipe's version: a retrained judge never reuses cached verdicts
+        elif (Path(path) / "simtrain_judge.json").exists():  # a judge from `simtrain judge-train --out`
+            version = json.loads((Path(path) / "simtrain_judge.json").read_text()).get("version", "")
+            self.model_name = f"{model}@{version}"
         self.model = CrossEncoder(path, trust_remote_code=False)
         labels = {v.lower(): int(k) for k, v in self.model.model.config.id2label.items()}
         try:

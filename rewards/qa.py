@@ -39,12 +39,12 @@ def probe_query(d: Dialogue, said: list[str], probe: dict) -> Query:
     if not choices:
         return Query(prompts.FACT_CHECK.format(speaker=speaker, history=history, question=probe["question"],
                                                answer=probe["answer"]),
-                     options=prompts.PROBLEM_FIRST, premise=" ".join(said),
+                     options=prompts.PROBLEM_FIRST, premise="\n".join(said),
                      hypotheses=(f"{probe['question']} {probe['answer']}",))
     options = tuple(choices + [prompts.NOT_MENTIONED])
     hyps = tuple(prompts.NLI_QA_HYPOTHESIS.format(question=probe["question"], answer=o) for o in options)
     return Query(prompts.QA.format(speaker=speaker, history=history, question=probe["question"], options=lettered(options)),
-                 options=options, premise=" ".join(said), hypotheses=hyps)
+                 options=options, premise="\n".join(said), hypotheses=hyps)
 
 
 def correct(probe: dict, q: Query, answer) -> bool | None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import inspect
 import json
 import logging
 import os
@@ -29,6 +30,7 @@ from rewards import judge_data
 logger = logging.getLogger("simtrain.train_judge")
 
 NAME = "minilm-contra"
+MARKER = "simtrain_judge.json"  # written last: a folder with it holds a complete judge and its recipe
 
 
 @dataclass
@@ -77,7 +79,9 @@ def train(out: str | Path | None = None, cfg: JudgeTrainConfig | None = None, pr
     from transformers.utils import logging as hf_logging
 
     cfg = cfg or JudgeTrainConfig()
-    out = Path(out) if out else default_dir(cfg)
+    out = (Path(out) if out else default_dir(cfg)).resolve()
+    if out.exists() and any(out.iterdir()) and not (out / MARKER).exists():
+        raise FileExistsError(f"{out} exists and is not a trained judge; choose another --out")
     torch.manual_seed(cfg.seed)
     src = base_model_dir()
     label2id = {l: i for i, l in enumerate(judge_data.LABELS)}
@@ -94,13 +98,16 @@ def train(out: str | Path | None = None, cfg: JudgeTrainConfig | None = None, pr
 
     staging = out.with_name(f"{out.name}.partial-{os.getpid()}")  # per process: two trainers never collide
     shutil.rmtree(staging, ignore_errors=True)
+    # Batches of similar length pad little: about twice as fast here. The option was renamed in transformers 5.
+    grouping = ({"train_sampling_strategy": "group_by_length"}
+                if "train_sampling_strategy" in inspect.signature(TrainingArguments).parameters
+                else {"group_by_length": True})
     args = TrainingArguments(
         output_dir=str(staging / "trainer"), num_train_epochs=cfg.epochs, learning_rate=cfg.learning_rate,
         per_device_train_batch_size=cfg.batch_size,
         warmup_steps=int(cfg.warmup_ratio * cfg.epochs * -(-len(ds) // cfg.batch_size)), weight_decay=0.01,
         lr_scheduler_type="linear", seed=cfg.seed, logging_steps=25, save_strategy="no", report_to=[],
-        disable_tqdm=not progress, use_cpu=not torch.cuda.is_available(), train_sampling_strategy="group_by_length",
-        dataloader_num_workers=0)
+        disable_tqdm=not progress, use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0, **grouping)
     t0 = time.perf_counter()
     trainer = Trainer(model=model, args=args, train_dataset=ds, data_collator=DataCollatorWithPadding(tok))
     result = trainer.train()
@@ -108,23 +115,28 @@ def train(out: str | Path | None = None, cfg: JudgeTrainConfig | None = None, pr
     model.save_pretrained(staging)
     tok.save_pretrained(staging)
     shutil.rmtree(staging / "trainer", ignore_errors=True)
-    (staging / "simtrain_judge.json").write_text(json.dumps({
+    (staging / MARKER).write_text(json.dumps({
         "name": NAME, "version": cfg.version(), "config": asdict(cfg), "base": "all-MiniLM-L6-v2",
         "pairs": len(pairs), "train_seconds": round(time.perf_counter() - t0, 1),
         "train_loss": round(result.training_loss, 4)}, indent=2))
-    if out.exists():
-        shutil.rmtree(out)
-    try:
-        staging.rename(out)
-    except OSError:  # another process finished the same judge first: keep theirs
-        shutil.rmtree(staging, ignore_errors=True)
+    _install(staging, out)
     return out
 
 
+def _install(staging: Path, out: Path) -> None:
+    """Put a finished judge in place. An older judge there is moved aside first and deleted only
+    after the rename, so ``out`` never holds half a model."""
+    old = out.with_name(f"{out.name}.old-{os.getpid()}")
+    if out.exists():
+        out.rename(old)
+    staging.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def ensure(cfg: JudgeTrainConfig | None = None) -> Path:
-    """The cached default judge, training it first if it is not there yet (a few minutes on a CPU)."""
+    """The cached default judge, training it first if it is not there yet (about 10 minutes on 2 CPU cores)."""
     path = default_dir(cfg)
-    if not (path / "simtrain_judge.json").exists():
-        logger.warning("training the offline judge %s into %s (first use; a few minutes on a CPU)", NAME, path)
+    if not (path / MARKER).exists():
+        logger.warning("training the offline judge %s into %s (first use; about 10 minutes on 2 CPU cores)", NAME, path)
         train(path, cfg)
     return path

@@ -249,7 +249,7 @@ def judge_train(
         return
     try:
         path = run_train(target, cfg)
-    except RuntimeError as err:
+    except (RuntimeError, FileExistsError) as err:
         _fail(err)
     typer.echo(f"judge written to {path}")
     if out or changes:

@@ -54,8 +54,8 @@ def test_sentences_split_descriptions_and_keep_lines_whole():
 
 
 def test_first_person_restatement_and_written_pairs():
-    assert judge_data.first_person("She lives with her parents and loves drawing.", "Lucy Tan") == \
-        "I live with my parents and loves drawing."
+    assert judge_data.first_person("She lives with her parents in Perth.", "Lucy Tan") == \
+        "I live with my parents in Perth."
     assert judge_data.first_person("Lucy is a 24-year-old accountant.", "Lucy Tan") == "I am a 24-year-old accountant."
     assert judge_data.first_person("The lesson is on fractions.", "Lucy Tan") is None
     written = judge_data.written_pairs()
@@ -134,12 +134,18 @@ def test_judge_train_command_writes_a_loadable_judge_and_reuses_the_cached_one(d
     assert r.returncode == 0, r.stderr
     meta = json.loads((out / "simtrain_judge.json").read_text())
     assert meta["config"]["seed"] == 1 and meta["pairs"] > 5000
-    assert not list(tmp_path.glob("judge.partial-*"))  # staging folder renamed, nothing left behind
+    assert not list(tmp_path.glob("judge.*-*"))  # staging / old folders renamed or removed, nothing left behind
     judge = NLIJudge(str(out))
     assert judge.p_problem([judge_query("Ana lives in Porto.", "I live in Oslo.")])[0] is not None
 
     r = subprocess.run(cli, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "already trained" in r.stdout, r.stdout + r.stderr
+    # a folder that is not a judge is never overwritten
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "keep.txt").write_text("mine")
+    r = subprocess.run(cli + ["--out", str(tmp_path / "notes"), "--force"], capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "is not a trained judge" in r.stderr
+    assert (tmp_path / "notes" / "keep.txt").read_text() == "mine"
 
 
 def judge_query(premise, line):
