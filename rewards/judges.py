@@ -328,37 +328,42 @@ class NLIJudge(Judge):
     def id(self) -> str:
         return f"nli:{self.model_name}" + ("" if self.decompose else ":whole")
 
-    def _segments(self, q: Query) -> list[str]:
+    def _split(self, text: str) -> list[str]:
+        """Sentences (and lines) of a premise, or the text whole without ``decompose``."""
         from rewards.judge_data import sentences
 
-        if not (self.decompose and q.is_yes_no):
-            return [q.premise]
-        segs = [s for part in q.premise.split("\n") for s in sentences(part)]
-        return segs or [q.premise]
+        if not self.decompose:
+            return [text]
+        return [s for part in text.split("\n") for s in sentences(part)] or [text]
+
+    def _groups(self, q: Query) -> tuple[int, list[list[tuple[str, str]]]]:
+        """The (premise, hypothesis) pairs to score for a query, grouped: one group for a yes/no
+        query, one per option otherwise. A group scores as its largest probability of ``column``."""
+        if q.is_yes_no:
+            line = (q.hypotheses or (q.prompt,))[0]
+            return self.contra, [[(s, line) for s in self._split(q.premise)]]
+        if q.nli_label == "contradiction":  # options are earlier statements: each goes first, as trained
+            return self.contra, [[(s, q.premise) for s in self._split(h)] for h in q.hypotheses]
+        return self.entail, [[(q.premise, h)] for h in q.hypotheses]
 
     def _ask(self, queries: list[Query]) -> list[Answer | None]:
         import numpy as np
 
-        pairs, spans = [], []
-        for q in queries:
-            hyps = q.hypotheses or (q.prompt,)
-            segs = self._segments(q)
-            spans.append((len(pairs), len(segs), len(hyps)))
-            if q.nli_label == "contradiction" and not q.is_yes_no:
-                pairs.extend((h, s) for h in hyps for s in segs)  # earlier statement first, as trained
-            else:
-                pairs.extend((s, h) for h in hyps for s in segs)
+        plans = [self._groups(q) for q in queries]
+        pairs = [pair for _, groups in plans for group in groups for pair in group]
         probs = np.asarray(self.model.predict(pairs, batch_size=self.batch_size, apply_softmax=True,
                                               show_progress_bar=False))
         out: list[Answer | None] = []
-        for q, (start, n_seg, n_hyp) in zip(queries, spans):
-            p = probs[start:start + n_seg * n_hyp].reshape(n_hyp, n_seg, -1)
-            if q.is_yes_no:  # option 0 is the problem answer: P(contradiction), worst segment
-                c = float(p[0, :, self.contra].max())
-                out.append((c, 1.0 - c))
-            else:  # each option's hypothesis scored by the query's NLI label, normalised
-                col = self.contra if q.nli_label == "contradiction" else self.entail
-                e = [float(x) + 1e-9 for x in p[:, 0, col]]
+        at = 0
+        for q, (column, groups) in zip(queries, plans):
+            scores = []
+            for group in groups:
+                scores.append(float(probs[at:at + len(group), column].max()))
+                at += len(group)
+            if q.is_yes_no:  # option 0 is the problem answer: P(contradiction), worst sentence
+                out.append((scores[0], 1.0 - scores[0]))
+            else:  # each option's score under the query's NLI label, normalised
+                e = [x + 1e-9 for x in scores]
                 out.append(tuple(x / sum(e) for x in e))
         return out
 
