@@ -300,8 +300,6 @@ def _facts(rng: random.Random) -> list[Fact]:
     return facts
 
 
-RELATIVES = ["brother", "sister", "son", "daughter", "mum", "dad", "best friend", "neighbour", "cousin", "boss"]
-
 
 def _dress(line: str, rng: random.Random) -> str:
     """Add the filler words simulators use, so the judge does not key on clean sentence starts."""
@@ -378,6 +376,11 @@ def sentences(text: str) -> list[str]:
 OTHERS = {"age": "is {v}", "job": "works as a {v}", "location": "lives in {v}"}
 
 
+def _head(fact: str) -> str:
+    """A fact's first part: "Leeds, England" -> "Leeds"."""
+    return fact.split(",")[0].strip()
+
+
 def persona_pairs(rng: random.Random, personas: list[dict], n: int) -> list[Pair]:
     """Pairs whose premise is a real description sentence and whose line states a fact of this
     persona (entailment if the sentence states it, else neutral) or a swapped fact of another
@@ -394,14 +397,12 @@ def persona_pairs(rng: random.Random, personas: list[dict], n: int) -> list[Pair
     while len(out) < n:
         p = rng.choice(personas)
         key = rng.choice([k for k in templates if k in p["facts"]])
-        value = p["facts"][key].split(",")[0].strip()
-        if key == "location":
-            value = value.split(",")[0]
+        value = _head(p["facts"][key])
         sents = [s for s in sentences(p["description"]) if value.lower() in s.lower()]
         if not sents:
             continue
-        others = [q["facts"][key].split(",")[0].strip() for q in personas
-                  if key in q["facts"] and q["facts"][key].split(",")[0].strip().lower() != value.lower()]
+        others = [_head(q["facts"][key]) for q in personas if key in q["facts"]]
+        others = [o for o in others if o.lower() != value.lower()]
         if key == "age":
             others = [o for o in others if o.isdigit() and value.isdigit() and abs(int(o) - int(value)) >= 8]
         if not others:
@@ -476,9 +477,13 @@ def restatement_pairs(rng: random.Random, personas: list[dict], n: int) -> list[
     return out[:n]
 
 
+def _jsonl(path: Path) -> list[dict]:
+    return [json.loads(l) for l in path.read_text(encoding="utf-8").splitlines() if l.strip()]
+
+
 def builtin_personas() -> list[dict]:
     root = Path(__file__).resolve().parent.parent / "envs" / "data"
-    return [json.loads(l) for f in sorted(root.glob("*.jsonl")) for l in f.read_text().splitlines() if l.strip()]
+    return [rec for f in sorted(root.glob("*.jsonl")) for rec in _jsonl(f)]
 
 
 WRITTEN = Path(__file__).resolve().parent / "data" / "judge_train.jsonl"
@@ -493,7 +498,7 @@ def written_pairs(path: Path = WRITTEN) -> list[Pair]:
     ``{"said": [earlier lines], "lines": [[line, [indices it contradicts]]]}``.
     """
     out = []
-    for rec in (json.loads(l) for l in path.read_text(encoding="utf-8").splitlines() if l.strip()):
+    for rec in _jsonl(path):
         if "persona" in rec:
             premises = sentences(rec["persona"])
             out += [Pair(s, line, CONTRADICTION if k == i else NEUTRAL)
@@ -509,17 +514,15 @@ CHECKSET = Path(__file__).resolve().parent / "data" / "checkset.jsonl"
 
 def _training_descriptions() -> list[str]:
     """Persona descriptions of the hand-written pairs and of the check set's tuning part."""
-    written = [json.loads(l) for l in WRITTEN.read_text(encoding="utf-8").splitlines() if l.strip()]
-    tune = [json.loads(l) for l in CHECKSET.read_text(encoding="utf-8").splitlines() if l.strip()]
-    return ([r["persona"] for r in written if "persona" in r]
-            + [r["persona"]["description"] for r in tune if r.get("meta", {}).get("split") == "tune"])
+    return ([r["persona"] for r in _jsonl(WRITTEN) if "persona" in r]
+            + [r["persona"]["description"] for r in _jsonl(CHECKSET) if r.get("meta", {}).get("split") == "tune"])
 
 
 def tune_pairs(path: Path = CHECKSET) -> list[Pair]:
     """The check set's tuning part in the judge's unit: every description sentence and every
     earlier simulator line against every simulator line, labelled from the annotations."""
     out = []
-    for rec in (json.loads(l) for l in path.read_text(encoding="utf-8").splitlines() if l.strip()):
+    for rec in _jsonl(path):
         if rec.get("meta", {}).get("split") != "tune":
             continue
         premises = sentences(rec["persona"]["description"])
