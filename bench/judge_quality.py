@@ -94,6 +94,9 @@ def main() -> None:
     ap.add_argument("--nli-model", default="minilm-contra", help="NLI model for the nli-* variants (a path to try others).")
     args = ap.parse_args()
     wanted = args.judges.split(",")
+    known = ("hf-smollm2-naive", "hf-smollm2-calibrated", "nli-minilm-contra", "nli-minilm-contra-whole")
+    if set(wanted) - set(known):
+        ap.error(f"unknown judge variant(s) {sorted(set(wanted) - set(known))}; choose from {', '.join(known)}")
 
     from rewards.judges import HFJudge, JudgeCache, NLIJudge, OpenAIJudge
     from simtrain.dialogue import read_dialogues

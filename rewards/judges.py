@@ -305,15 +305,15 @@ class NLIJudge(Judge):
         super().__init__(cache)
         from sentence_transformers import CrossEncoder
 
+        from rewards import train_judge
+
         self.model_name = model
         path = model
-        if model == "minilm-contra":
-            from rewards import train_judge
-
+        if model == train_judge.NAME:
             path = str(train_judge.ensure())
             self.model_name = Path(path).name  # carries the recipe's version: a retrained judge never reuses cached verdicts
-        elif (Path(path) / "simtrain_judge.json").exists():  # a judge from `simtrain judge-train --out`
-            version = json.loads((Path(path) / "simtrain_judge.json").read_text()).get("version", "")
+        elif (Path(path) / train_judge.MARKER).exists():  # a judge from `simtrain judge-train --out`
+            version = json.loads((Path(path) / train_judge.MARKER).read_text()).get("version", "")
             self.model_name = f"{model}@{version}"
         self.model = CrossEncoder(path, trust_remote_code=False)
         labels = {v.lower(): int(k) for k, v in self.model.model.config.id2label.items()}

@@ -239,12 +239,12 @@ def judge_train(
     _quiet_libraries()
     from dataclasses import replace
 
-    from rewards.train_judge import JudgeTrainConfig, default_dir, train as run_train
+    from rewards.train_judge import MARKER, JudgeTrainConfig, default_dir, train as run_train
 
     changes = {k: v for k, v in (("examples", examples), ("epochs", epochs), ("seed", seed)) if v is not None}
     cfg = replace(JudgeTrainConfig(), **changes)
     target = out or default_dir(cfg)
-    if (target / "simtrain_judge.json").exists() and not force:
+    if (target / MARKER).exists() and not force:
         typer.echo(f"already trained: {target} (use --force to retrain)")
         return
     try:
