@@ -493,29 +493,36 @@ def written_pairs(path: Path = WRITTEN) -> list[Pair]:
     """Hand-written training examples (``rewards/data/judge_train.jsonl``; invented people, none
     from the check set), in the judge's own unit: one premise sentence or earlier line vs. one line.
 
-    Two record kinds: ``{"persona": description, "lines": [[line, k]]}`` where ``k`` is the index
-    of the description sentence the line contradicts (``null``: contradicts none), and
-    ``{"said": [earlier lines], "lines": [[line, [indices it contradicts]]]}``.
+    Two record kinds: ``{"persona": description, "lines": [[line, k, about]]}`` where ``k`` is the
+    index of the description sentence the line contradicts (``null``: contradicts none; a list:
+    several), and ``{"said": [earlier lines], "lines": [[line, [indices it contradicts], about]]}``.
+    A clean line's optional ``about`` names the sentence(s) or earlier line(s) it is about and
+    agrees with (restates, elaborates, adds compatible detail); those pairs are labelled
+    entailment. Without them nearly every pair that shares a topic is a contradiction, and the
+    judge learns "same topic" as "contradiction" (measured: it flagged plain restatements).
     """
     out = []
     for rec in _jsonl(path):
-        if "persona" in rec:
-            premises = sentences(rec["persona"])
-            out += [Pair(s, line, CONTRADICTION if k == i else NEUTRAL)
-                    for line, k in rec["lines"] for i, s in enumerate(premises)]
-        else:
-            out += [Pair(s, line, CONTRADICTION if i in ks else NEUTRAL)
-                    for line, ks in rec["lines"] for i, s in enumerate(rec["said"])]
+        premises = sentences(rec["persona"]) if "persona" in rec else rec["said"]
+        for line, k, *about in rec["lines"]:
+            bad, agree = _indices(k), _indices(about[0] if about else None)
+            out += [Pair(s, line, CONTRADICTION if i in bad else ENTAILMENT if i in agree else NEUTRAL)
+                    for i, s in enumerate(premises)]
     return out
+
+
+def _indices(k: int | list[int] | None) -> list[int]:
+    return k if isinstance(k, list) else [] if k is None else [k]
 
 
 CHECKSET = Path(__file__).resolve().parent / "data" / "checkset.jsonl"
 
 
-def _training_descriptions() -> list[str]:
-    """Persona descriptions of the hand-written pairs and of the check set's tuning part."""
+def _training_descriptions(tune_part: bool = True) -> list[str]:
+    """Persona descriptions of the hand-written pairs and (optionally) of the check set's tuning part."""
     return ([r["persona"] for r in _jsonl(WRITTEN) if "persona" in r]
-            + [r["persona"]["description"] for r in _jsonl(CHECKSET) if r.get("meta", {}).get("split") == "tune"])
+            + [r["persona"]["description"] for r in _jsonl(CHECKSET)
+               if tune_part and r.get("meta", {}).get("split") == "tune"])
 
 
 def tune_pairs(path: Path = CHECKSET) -> list[Pair]:
@@ -537,17 +544,18 @@ def tune_pairs(path: Path = CHECKSET) -> list[Pair]:
     return out
 
 
-def generate(n: int = 6000, seed: int = 0, written_copies: int = 2) -> list[Pair]:
+def generate(n: int = 6000, seed: int = 0, written_copies: int = 2, tune_part: bool = True) -> list[Pair]:
     """The judge's training set: ``n`` generated pairs (1/2 facet pairs, 1/4 built-in persona
     facts, 1/4 restated description sentences) plus ``written_copies`` copies of the
-    hand-written pairs and of the check set's tuning part."""
+    hand-written pairs and of the check set's tuning part (``tune_part=False`` leaves the tuning
+    part out, so that it can serve as validation data while the recipe is developed)."""
     rng = random.Random(seed)
     personas = builtin_personas()
     # Restated sentences come from every description the judge trains on, so that a line on
     # the same topic as a sentence is not taken for a contradiction just for sharing the topic.
-    described = personas + [{"name": d.split(" is ")[0], "description": d} for d in _training_descriptions()]
+    described = personas + [{"name": d.split(" is ")[0], "description": d} for d in _training_descriptions(tune_part)]
     pairs = (facet_pairs(rng, n // 2) + persona_pairs(rng, personas, n // 4)
              + restatement_pairs(rng, described, n - n // 2 - n // 4))
-    pairs += (written_pairs() + tune_pairs()) * written_copies
+    pairs += (written_pairs() + (tune_pairs() if tune_part else [])) * written_copies
     rng.shuffle(pairs)
     return pairs

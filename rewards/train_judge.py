@@ -38,13 +38,14 @@ class JudgeTrainConfig:
     """How the judge is trained. The defaults are what ``minilm-contra`` is."""
 
     examples: int = 3500  # generated (premise, line) pairs
-    written_copies: int = 3  # copies of the hand-written pairs and of the check set's tuning part
-    epochs: float = 2.0
+    written_copies: int = 1  # copies of the hand-written pairs (and of the check set's tuning part, if used)
+    epochs: float = 1.5
     learning_rate: float = 5e-5
     batch_size: int = 32
     max_length: int = 96  # tokens per pair; description sentences are rarely longer
     warmup_ratio: float = 0.1
     seed: int = 0
+    tune_part: bool = False  # train on the check set's tuning part too (off: it validates the recipe)
 
     def version(self) -> str:
         """Changes whenever the config or the generator/trainer code changes, so a cached judge
@@ -90,7 +91,7 @@ def train(out: str | Path | None = None, cfg: JudgeTrainConfig | None = None, pr
     model = AutoModelForSequenceClassification.from_pretrained(
         src, num_labels=len(label2id), id2label={i: l for l, i in label2id.items()}, label2id=label2id)
 
-    pairs = judge_data.generate(cfg.examples, cfg.seed, cfg.written_copies)
+    pairs = judge_data.generate(cfg.examples, cfg.seed, cfg.written_copies, cfg.tune_part)
     ds = Dataset.from_dict({"premise": [p.premise for p in pairs], "hypothesis": [p.hypothesis for p in pairs],
                             "label": [label2id[p.label] for p in pairs]})
     ds = ds.map(lambda b: tok(b["premise"], b["hypothesis"], truncation=True, max_length=cfg.max_length),

@@ -59,7 +59,7 @@ def test_first_person_restatement_and_written_pairs():
     assert judge_data.first_person("Lucy is a 24-year-old accountant.", "Lucy Tan") == "I am a 24-year-old accountant."
     assert judge_data.first_person("The lesson is on fractions.", "Lucy Tan") is None
     written = judge_data.written_pairs()
-    assert len(written) > 1000 and {p.label for p in written} == {"contradiction", "neutral"}
+    assert len(written) > 10000 and {p.label for p in written} == set(judge_data.LABELS)
     tune = judge_data.tune_pairs()
     assert ("She is vegetarian.", "Nothing beats a big grilled steak after a session.", "contradiction") in \
         {(p.premise, p.hypothesis, p.label) for p in tune}
@@ -67,6 +67,10 @@ def test_first_person_restatement_and_written_pairs():
     assert ("Tomasz is a 52-year-old crane operator at the Gdansk shipyard.",
             "I've been a dentist for twenty years, so I'm used to nervous people.", "contradiction") in \
         {(p.premise, p.hypothesis, p.label) for p in written}
+    # ... and a clean line agrees with the sentence it is about: entailment there, neutral elsewhere
+    about = {(p.premise, p.label) for p in written if p.hypothesis == "Ten hours up in the cab, the wind was shaking the whole crane."}
+    assert ("Tomasz is a 52-year-old crane operator at the Gdansk shipyard.", "entailment") in about
+    assert ("He is blunt and impatient.", "neutral") in about
 
 
 PERSONA = {"id": "p1", "name": "Ana", "facts": {},
