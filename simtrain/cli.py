@@ -233,6 +233,7 @@ def judge_train(
     examples: Optional[int] = typer.Option(None, help="Generated (premise, line) pairs (default: the minilm-contra recipe's)."),
     epochs: Optional[float] = typer.Option(None, help="Passes over the training pairs."),
     seed: Optional[int] = typer.Option(None, help="Seed for the data generator and the trainer."),
+    tune_part: bool = typer.Option(False, "--tune-part", help="Train on the check set's tuning part too (it then no longer validates the judge)."),
     force: bool = typer.Option(False, "--force", help="Retrain even if the folder already holds a trained judge."),
 ):
     """Train the offline consistency judge (MiniLM cross-encoder) from shipped weights and generated data."""
@@ -242,6 +243,8 @@ def judge_train(
     from rewards.train_judge import MARKER, JudgeTrainConfig, default_dir, train as run_train
 
     changes = {k: v for k, v in (("examples", examples), ("epochs", epochs), ("seed", seed)) if v is not None}
+    if tune_part:
+        changes["tune_part"] = True
     cfg = replace(JudgeTrainConfig(), **changes)
     target = out or default_dir(cfg)
     if (target / MARKER).exists() and not force:
