@@ -6,7 +6,7 @@ standard transformers sequence-classification model with labels contradiction / 
 neutral, so the ``nli`` judge backend (a sentence-transformers CrossEncoder) loads it like any
 NLI model.
 
-    simtrain judge-train [--out DIR] [--examples N] [--epochs E] [--seed S] [--tune-part]
+    simtrain judge-train [--out DIR] [--examples N] [--epochs E] [--seed S]
 
 Without ``--out`` it goes to ``~/.cache/simtrain/judges/minilm-contra-<version>``, which is what
 the judge name ``minilm-contra`` resolves to (and is trained on first use if missing).
@@ -135,9 +135,9 @@ def _install(staging: Path, out: Path) -> None:
 
 
 def ensure(cfg: JudgeTrainConfig | None = None) -> Path:
-    """The cached default judge, training it first if it is not there yet (about 25 minutes on 2 CPU cores)."""
+    """The cached default judge, training it first if it is not there yet (about 10 minutes on 2 CPU cores)."""
     path = default_dir(cfg)
     if not (path / MARKER).exists():
-        logger.warning("training the offline judge %s into %s (first use; about 25 minutes on 2 CPU cores)", NAME, path)
+        logger.warning("training the offline judge %s into %s (first use; about 10 minutes on 2 CPU cores)", NAME, path)
         train(path, cfg)
     return path
