@@ -7,8 +7,10 @@ Prints one JSON line. Variants:
 * ``hf-smollm2-naive``: the embedded SmolLM2 asked "is it consistent?" (the naive baseline);
 * ``hf-smollm2-calibrated``: the same, relative to the same question about a neutral line;
 * ``nli-minilm-contra``: the trained MiniLM cross-encoder (``simtrain judge-train``), one
-  sentence of the persona / one earlier line at a time (the default judge);
-* ``nli-minilm-contra-whole``: the same model given the whole description / history at once;
+  sentence of the persona / one earlier line at a time, with the fact-check rules of
+  ``rewards/fact_checks.py`` (the default judge);
+* ``nli-minilm-contra-nofacts``: the same without the fact-check rules (the model alone);
+* ``nli-minilm-contra-whole``: the model alone given the whole description / history at once;
 * ``openai``: an OpenAI-compatible judge, when SIMTRAIN_JUDGE_URL (and SIMTRAIN_JUDGE_MODEL) are set.
 
     python bench/judge_quality.py [--split heldout|tune|all] [--judges a,b] [--nli-model PATH]
@@ -89,12 +91,14 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--split", default="heldout", choices=["heldout", "tune", "all"])
     ap.add_argument("--limit", type=int, default=None, help="Use only the first N dialogues (quick runs).")
-    ap.add_argument("--judges", default="hf-smollm2-naive,hf-smollm2-calibrated,nli-minilm-contra,nli-minilm-contra-whole",
+    ap.add_argument("--judges", default="hf-smollm2-naive,hf-smollm2-calibrated,nli-minilm-contra,"
+                                        "nli-minilm-contra-nofacts,nli-minilm-contra-whole",
                     help="Comma-separated variants to run (see the module docstring).")
     ap.add_argument("--nli-model", default="minilm-contra", help="NLI model for the nli-* variants (a path to try others).")
     args = ap.parse_args()
     wanted = args.judges.split(",")
-    known = ("hf-smollm2-naive", "hf-smollm2-calibrated", "nli-minilm-contra", "nli-minilm-contra-whole")
+    known = ("hf-smollm2-naive", "hf-smollm2-calibrated", "nli-minilm-contra", "nli-minilm-contra-nofacts",
+             "nli-minilm-contra-whole")
     if set(wanted) - set(known):
         ap.error(f"unknown judge variant(s) {sorted(set(wanted) - set(known))}; choose from {', '.join(known)}")
 
@@ -114,7 +118,8 @@ def main() -> None:
             lm = judge.lm
             result["judges"][name] = evaluate_judge(judge, dialogues, calibrate=name.endswith("calibrated"))
         elif name.startswith("nli-minilm-contra"):
-            judge = NLIJudge(args.nli_model, batch_size=32, decompose=not name.endswith("whole"))
+            judge = NLIJudge(args.nli_model, batch_size=32, decompose=not name.endswith("whole"),
+                             fact_checks=name == "nli-minilm-contra")
             result["judges"][name] = evaluate_judge(judge, dialogues, calibrate=False)
     if os.environ.get("SIMTRAIN_JUDGE_URL"):
         ep = EndpointConfig(base_url=os.environ["SIMTRAIN_JUDGE_URL"], model=os.environ.get("SIMTRAIN_JUDGE_MODEL", "default"))

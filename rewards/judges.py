@@ -22,7 +22,7 @@ import logging
 import math
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -297,11 +297,18 @@ class NLIJudge(Judge):
     each is compared with the line on its own, and P(contradiction) is the largest of them: a
     small cross-encoder judges one sentence against one line far better than a whole persona
     description against it, and one contradicted sentence is enough to make a line inconsistent.
+
+    With ``fact_checks`` (the default) each (sentence, line) pair also goes through the rules of
+    `rewards.fact_checks` (the speaker's age, school year, where they are now); a pair the rules
+    find in conflict gets P(contradiction) of at least ``FACT_CONFLICT_P``.
     """
+
+    FACT_CONFLICT_P = 0.95  # a rule's verdict: near-certain, yet below a confident model's
 
     name = "nli"
 
-    def __init__(self, model: str, cache: JudgeCache | None = None, batch_size: int = 16, decompose: bool = True):
+    def __init__(self, model: str, cache: JudgeCache | None = None, batch_size: int = 16, decompose: bool = True,
+                 fact_checks: bool = True):
         super().__init__(cache)
         from sentence_transformers import CrossEncoder
 
@@ -323,10 +330,11 @@ class NLIJudge(Judge):
             raise ValueError(f"{model} is not an NLI model: its labels are {sorted(labels)}") from None
         self.batch_size = batch_size
         self.decompose = decompose
+        self.fact_checks = fact_checks
 
     @property
     def id(self) -> str:
-        return f"nli:{self.model_name}" + ("" if self.decompose else ":whole")
+        return f"nli:{self.model_name}" + ("" if self.decompose else ":whole") + (":facts" if self.fact_checks else "")
 
     def _split(self, text: str) -> list[str]:
         """Sentences (and lines) of a premise, or the text whole without ``decompose``."""
@@ -353,6 +361,16 @@ class NLIJudge(Judge):
         pairs = [pair for _, groups in plans for group in groups for pair in group]
         probs = np.asarray(self.model.predict(pairs, batch_size=self.batch_size, apply_softmax=True,
                                               show_progress_bar=False))
+        if self.fact_checks:
+            from rewards.fact_checks import conflict
+
+            i = 0
+            for column, groups in plans:
+                for group in groups:
+                    for premise, line in group:
+                        if column == self.contra and conflict(premise, line):
+                            probs[i, column] = max(probs[i, column], self.FACT_CONFLICT_P)
+                        i += 1
         out: list[Answer | None] = []
         at = 0
         for q, (column, groups) in zip(queries, plans):
@@ -381,7 +399,7 @@ class JudgeSpec:
     max_retries: int = 3
     batch_size: int = 8
     cache_path: str | None = None
-    extra: dict = field(default_factory=dict)
+    fact_checks: bool = True
 
 
 def make_judge(spec, loaded=None) -> Judge:
@@ -398,5 +416,5 @@ def make_judge(spec, loaded=None) -> Judge:
                                           concurrency=spec.concurrency, timeout_s=spec.timeout_s,
                                           max_retries=spec.max_retries), cache=cache)
     if spec.backend == "nli":
-        return NLIJudge(spec.model, cache=cache, batch_size=spec.batch_size)
+        return NLIJudge(spec.model, cache=cache, batch_size=spec.batch_size, fact_checks=spec.fact_checks)
     raise ValueError(f"unknown judge backend {spec.backend!r}; choose hf, openai or nli")

@@ -23,7 +23,8 @@ def judge_from_config(cfg, loaded=None, default_cache: str | None = None) -> Jud
     j = cfg.judge
     return make_judge(JudgeSpec(backend=j.backend, model=j.resolved_model(), base_url=j.base_url, api_key_env=j.api_key_env,
                                 concurrency=j.concurrency, timeout_s=j.timeout_s, max_retries=j.max_retries,
-                                batch_size=j.batch_size, cache_path=j.cache_path or default_cache), loaded=loaded)
+                                batch_size=j.batch_size, cache_path=j.cache_path or default_cache,
+                                fact_checks=j.fact_checks), loaded=loaded)
 
 
 def specs_from_config(cfg) -> list[RewardSpec]:

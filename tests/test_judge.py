@@ -123,13 +123,13 @@ def test_default_judge_finds_self_contradictions(default_judge):
     assert r.details["conflicts"][0]["conflicts_with_turns"] == [1]
 
 
-@pytest.mark.xfail(strict=True, reason="known limit of minilm-contra (README, Judge quality): contradictions "
-                   "that need an inference (a sister, so not an only child) are often missed")
 def test_default_judge_finds_self_contradictions_that_need_an_inference(default_judge):
+    """A sister, so not an only child: the model alone misses this (P = 0.27, README); the
+    default judge's family fact check catches it."""
     d = dialogue("My sister Ines comes round every Sunday.", "I walk the dog before work.",
                  "I'm an only child, there's nobody like that.")
     [r] = LineToLine(default_judge).score([d])
-    assert r.lines[2] < 1.0, r.details["p_contradiction"]
+    assert r.lines[1] == 1.0 and r.lines[2] < 1.0, r.details["p_contradiction"]
 
 
 def test_judge_train_command_writes_a_loadable_judge_and_reuses_the_cached_one(default_judge, tmp_path):

@@ -1,0 +1,73 @@
+"""The rule-read fact checks the default judge adds to its model: what they read, when they fire,
+when they stay quiet, and how often they are right on the project's hand-written pairs."""
+
+from pathlib import Path
+
+import pytest
+
+from rewards import judge_data
+from rewards.fact_checks import conflict, number, read
+
+
+def test_numbers_in_digits_and_words():
+    assert [number(w) for w in ("42", "thirty-two", "eight", "nineteen", "5th", "sixth", "twenty")] == \
+        [42, 32, 8, 19, 5, 6, 20]
+    assert number("several") is None
+
+
+def test_reads_description_sentences_and_lines_in_their_own_person():
+    d = read("Tomás is a 14-year-old ninth grader in Valparaíso who plays chess.")
+    assert (d.ages, d.grades, d.places) == ({14}, {9}, {"Valparaíso"})
+    line = read("I'm fourteen and I'm in ninth grade, here in Valparaíso.")
+    assert (line.ages, line.grades, line.here) == ({14}, {9}, {"Valparaíso"})
+    # a relative's age is not the persona's; a line is read in the first person only
+    assert read("Her son is a 12-year-old.").ages == frozenset()
+    assert read("Mum is 45, she works nights.", first_person=True).ages == frozenset()
+    fam = read("My big sister Noor and my husband both work at the port.")
+    assert {"sister", "sibling", "spouse", "married"} <= fam.kin and not fam.no_kin
+
+
+@pytest.mark.parametrize("premise, line, why", [
+    ("Omar is a 67-year-old retired bus driver in Glasgow.", "I'm only thirty-one, I've got my whole life ahead.", "age"),
+    ("Omar is a 67-year-old retired bus driver in Glasgow.", "Cold again here in Lisbon, the tram was late.", "here in Lisbon"),
+    ("Bea is a 9-year-old fourth grader who loves frogs.", "I'm a seventh grader, so this is easy.", "school year"),
+    ("Kofi is a 12-year-old Year 7 pupil in Leeds.", "We learned that in Year 9 with Mr Hale.", "already in school year"),
+    ("Sana is the oldest of four children.", "I'm the youngest, everyone babies me.", "birth order"),
+    ("He is married to Lena and has a daughter.", "I've never been married, it just never happened.", "family"),
+    ("She has no children.", "My son starts at the secondary school next week.", "family"),
+    ("My brother Tariq fixes bikes for a living.", "I'm an only child, so it was always just me.", "family"),
+    ("My wife Ines runs the bakery with me.", "I'm single, I live alone above the shop.", "family"),
+])
+def test_fires_on_a_stated_fact_the_line_denies(premise, line, why):
+    assert (conflict(premise, line) or "").startswith(why)
+
+
+@pytest.mark.parametrize("premise, line", [
+    ("Omar is a 67-year-old retired bus driver in Glasgow.", "I'm sixty-seven, and my knees know it."),
+    ("Omar is a 67-year-old retired bus driver in Glasgow.", "I drove the number 44 for thirty years."),
+    ("Omar is a 67-year-old retired bus driver in Glasgow.", "It's been raining here in Glasgow all week."),
+    ("Omar is a 67-year-old retired bus driver in Glasgow.", "We spent a week in Lisbon last spring."),  # a trip
+    ("Omar is a 67-year-old retired bus driver in Glasgow.", "Quiet day here in the ward, the nurses are kind."),
+    ("Omar is a 67-year-old retired bus driver in Glasgow.", "My granddaughter is 12 and cleverer than me."),
+    ("Omar is a 67-year-old retired bus driver in Glasgow.", "I got my licence the summer I turned nineteen."),
+    ("Ruth lives in a small Maine fishing town.", "Foggy again here in Stonington this morning."),  # a region
+    ("Ruth is a 50-year-old nurse in Dallas.", "It's hot here in Texas, always is."),  # the city's state
+    ("She is divorced and raising two sons.", "I'm single these days, and honestly it suits me."),
+    ("She is divorced and raising two sons.", "I don't have any brothers or sisters."),  # not in the premise
+    ("Her sister-in-law helps with the shop.", "I'm an only child."),
+    ("He is a widower.", "I'm not married any more, not since Ada died."),
+    ("Bea is a 9-year-old fourth grader who loves frogs.", "Next year in fifth grade we get lockers."),
+])
+def test_stays_quiet_on_consistent_or_unreadable_lines(premise, line):
+    assert conflict(premise, line) is None
+
+
+def test_on_the_hand_written_pairs_the_rules_fire_rarely_and_are_almost_always_right():
+    """Every hand-written pair (22,465 + 6,873, labelled by their writers): the rules must fire
+    on some of the contradictions and nearly never on the others. README gives the counts."""
+    data = Path(judge_data.__file__).resolve().parent / "data"
+    pairs = judge_data.written_pairs(data / "judge_train.jsonl") + judge_data.written_pairs(data / "judge_train_more.jsonl")
+    fired = [p for p in pairs if conflict(p.premise, p.hypothesis)]
+    right = sum(p.label == judge_data.CONTRADICTION for p in fired)
+    assert len(fired) >= 80, len(fired)
+    assert right / len(fired) >= 0.95, [(p.premise, p.hypothesis) for p in fired if p.label != "contradiction"]
