@@ -70,6 +70,20 @@ _HERE = re.compile(r"\b(?:here in|I (?:still |now )?live in|I(?:'m| am) (?:livin
 # Vermont town", in the subject's own clause (not "..., and their children live in London").
 _THERE = re.compile(r"^(?:[A-Z][\w'-]*\s){1,3}(?:is|lives|works)\b[^,;]*?\bin (?:an? |the )?"
                     r"(?:(?:small|little|big|quiet|rural|coastal) )*" + _PLACE)
+# Capitalised words after "in" that are not places; containers a city is in ("here in Arizona"
+# for a persona in Phoenix) are skipped too, since the rule cannot tell a region from its city.
+_NOT_PLACES = set("""january february march april may june july august september october november december
+monday tuesday wednesday thursday friday saturday sunday year grade english spanish french german maths math
+science history art music biology chemistry physics geography spring summer autumn fall winter christmas
+easter ramadan i my our his her their god church school""".split())
+_REGIONS = set("""america usa us uk britain england scotland wales ireland europe asia africa canada australia
+india china japan mexico brazil germany france italy spain portugal nigeria kenya egypt pakistan korea
+philippines vietnam indonesia turkey russia poland netherlands sweden norway denmark finland greece
+alabama alaska arizona arkansas california colorado connecticut delaware florida georgia hawaii idaho
+illinois indiana iowa kansas kentucky louisiana maine maryland massachusetts michigan minnesota
+mississippi missouri montana nebraska nevada ohio oklahoma oregon pennsylvania tennessee texas utah
+vermont virginia washington wisconsin wyoming carolina dakota jersey hampshire york mexico ontario
+quebec bavaria the states city town country north south east west""".split())
 # Family: which relatives the speaker has ("my sister Ines", "raising two sons", "married to
 # Tom") or says they do not have ("I'm an only child", "I don't have kids"). A relative counts
 # under each name that covers it: a sister is a sister and a sibling.
@@ -102,8 +116,6 @@ _DENIES3 = [(re.compile(r"\b(?:has|have) no (?:kids|children)\b|\bchildless\b"),
              {"sibling", "sister", "brother"}),
             (re.compile(r"\bis (?:single|unmarried|not married)\b"), {"spouse"}),
             (re.compile(r"\b(?:has )?never (?:been )?married\b"), {"spouse", "married"})]
-
-
 # Birth order: "the eldest of three", "I'm the youngest".
 _ORDER1 = re.compile(r"\bI(?:'m| am| was) the (eldest|oldest|youngest|middle)\b")
 _ORDER3 = re.compile(r"\b(?:is|was) the (eldest|oldest|youngest|middle)\b|\b(eldest|oldest|youngest|middle) "
@@ -130,20 +142,37 @@ def _kin(text: str, first: bool) -> tuple[frozenset[str], frozenset[str]]:
     return frozenset(has - denies), frozenset(denies)
 
 
-# Capitalised words after "in" that are not places; containers a city is in ("here in Arizona"
-# for a persona in Phoenix) are skipped too, since the rule cannot tell a region from its city.
-_NOT_PLACES = set("""january february march april may june july august september october november december
-monday tuesday wednesday thursday friday saturday sunday year grade english spanish french german maths math
-science history art music biology chemistry physics geography spring summer autumn fall winter christmas
-easter ramadan i my our his her their god church school""".split())
-_REGIONS = set("""america usa us uk britain england scotland wales ireland europe asia africa canada australia
-india china japan mexico brazil germany france italy spain portugal nigeria kenya egypt pakistan korea
-philippines vietnam indonesia turkey russia poland netherlands sweden norway denmark finland greece
-alabama alaska arizona arkansas california colorado connecticut delaware florida georgia hawaii idaho
-illinois indiana iowa kansas kentucky louisiana maine maryland massachusetts michigan minnesota
-mississippi missouri montana nebraska nevada ohio oklahoma oregon pennsylvania tennessee texas utah
-vermont virginia washington wisconsin wyoming carolina dakota jersey hampshire york mexico ontario
-quebec bavaria the states city town country north south east west""".split())
+# Diet: a vegetarian or vegan speaker who eats meat. A line counts only where the speaker says
+# they eat or relish it ("I had a bacon roll", "Nothing beats a grilled steak"), in a sentence
+# with no negation, no one else who might eat it and no meat substitute.
+_DIET = re.compile(r"\b(?:is|am|I'm|been|went|turned|became|become|stays?) (?:an? )?(?:strict |strictly |fully )?"
+                   r"(vegetarian|vegan|pescatarian)\b|\b(?:doesn't|does not|don't|do not|never) eats? (meat)\b", re.I)
+_MEAT_WORDS = (r"(steaks?|bacon|burgers?|hamburgers?|chicken|pork|beef|lamb|ham|sausages?|salami|pepperoni|ribs|"
+               r"brisket|meatballs?|kebabs?|veal|venison|chorizo|prosciutto|fish|salmon|tuna|prawns?|shrimps?|"
+               r"cheese|milk|eggs?|butter|honey)\b")
+_EATS = re.compile(r"(?:\bI(?:'ve|'d| have| had| just| always| usually| often| really)* (?:eat|ate|had|love|grilled|"
+                   r"cooked|ordered|devoured|crave|fancy|got|get|live on)\b|\b(?:nothing beats|can't beat|give me)\b)"
+                   r"[^.!?]*?\b" + _MEAT_WORDS, re.I)
+_FISH, _ANIMAL = {"fish", "salmon", "tuna", "prawn", "prawns", "shrimp", "shrimps"}, {"cheese", "milk", "egg", "eggs",
+                                                                                       "butter", "honey"}
+_NOT_EATING = re.compile(r"n't\b|\b(?:not|never|no|without|instead|except|avoid|gave up|quit|used to|miss|"
+                         r"he|she|they|his|her|their|husband|wife|kids|son|daughter|family|friends?|dad|mum|"
+                         r"mom|partner|brother|sister|roommate|guests|customers|everyone|vegetarian|vegan|veggie|"
+                         r"plant-based|tofu|fake|meatless|impossible|oat|soy|almond|cashew|coconut|pescatarian)\b", re.I)
+
+
+def _diet(text: str) -> str | None:
+    m = _DIET.search(text)
+    return None if not m else "vegetarian" if m.group(2) else m.group(1).lower()
+
+
+def _eats(line: str) -> set[str]:
+    """Animal foods a line says the speaker eats, in sentences with no one else and no negation."""
+    out: set[str] = set()
+    for sent in re.split(r"(?<=[.!?])\s+", line):
+        if not _NOT_EATING.search(sent):
+            out |= {m.lower() for m in _EATS.findall(sent)}
+    return out
 
 
 @dataclass(frozen=True)
@@ -198,6 +227,10 @@ def conflict(premise: str, line: str) -> str | None:
         return f"school year {sorted(b.grades)} vs {sorted(a.grades)}"
     if a.grades and b.past_grades and min(b.past_grades) > max(a.grades):
         return f"already in school year {sorted(b.past_grades)} vs {sorted(a.grades)}"
+    if (diet := _diet(premise)) and not _diet(line):
+        eaten = _eats(line) - (_FISH | _ANIMAL if diet == "pescatarian" else _ANIMAL if diet == "vegetarian" else set())
+        if eaten:
+            return f"diet: {diet} eats {sorted(eaten)}"
     if a.order and b.order and not a.order & b.order:
         return f"birth order {sorted(b.order)} vs {sorted(a.order)}"
     if denied := (a.kin & b.no_kin) | (a.no_kin & b.kin):

@@ -37,6 +37,8 @@ def test_reads_description_sentences_and_lines_in_their_own_person():
     ("She has no children.", "My son starts at the secondary school next week.", "family"),
     ("My brother Tariq fixes bikes for a living.", "I'm an only child, so it was always just me.", "family"),
     ("My wife Ines runs the bakery with me.", "I'm single, I live alone above the shop.", "family"),
+    ("Dev has been vegetarian since he was fifteen.", "I had a huge bacon sandwich for breakfast.", "diet"),
+    ("Dev has been vegetarian since he was fifteen.", "Honestly, nothing beats a lamb kebab at midnight.", "diet"),
 ])
 def test_fires_on_a_stated_fact_the_line_denies(premise, line, why):
     assert (conflict(premise, line) or "").startswith(why)
@@ -57,6 +59,10 @@ def test_fires_on_a_stated_fact_the_line_denies(premise, line, why):
     ("Her sister-in-law helps with the shop.", "I'm an only child."),
     ("He is a widower.", "I'm not married any more, not since Ada died."),
     ("Bea is a 9-year-old fourth grader who loves frogs.", "Next year in fifth grade we get lockers."),
+    ("Dev has been vegetarian since he was fifteen.", "My brother eats steak every night, I stick to lentils."),
+    ("Dev has been vegetarian since he was fifteen.", "I had the veggie burger, it was fine."),
+    ("Mia is vegan.", "I love oat milk in my tea."),
+    ("Mia is vegan.", "The fish market smells awful in summer."),
 ])
 def test_stays_quiet_on_consistent_or_unreadable_lines(premise, line):
     assert conflict(premise, line) is None
