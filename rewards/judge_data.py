@@ -501,14 +501,24 @@ def written_pairs(path: Path = WRITTEN) -> list[Pair]:
     entailment. Without them nearly every pair that shares a topic is a contradiction, and the
     judge learns "same topic" as "contradiction" (measured: it flagged plain restatements).
     """
+    return _written(_jsonl(path))
+
+
+def _written(records: list[dict]) -> list[Pair]:
     out = []
-    for rec in _jsonl(path):
+    for rec in records:
         premises = sentences(rec["persona"]) if "persona" in rec else rec["said"]
         for line, k, *about in rec["lines"]:
-            bad, agree = _indices(k), _indices(about[0] if about else None)
-            out += [Pair(s, line, CONTRADICTION if i in bad else ENTAILMENT if i in agree else NEUTRAL)
-                    for i, s in enumerate(premises)]
+            out += _labelled(premises, line, _indices(k), _indices(about[0] if about else None))
     return out
+
+
+def _labelled(premises: list[str], line: str, bad: list[int], agree: list[int] = (),
+              ids: list[int] | None = None) -> list[Pair]:
+    """Every premise against ``line``: contradiction for the ``bad`` ids, entailment for the
+    ``agree`` ones, neutral for the rest. A premise's id is its index unless ``ids`` are given."""
+    return [Pair(s, line, CONTRADICTION if i in bad else ENTAILMENT if i in agree else NEUTRAL)
+            for i, s in zip(range(len(premises)) if ids is None else ids, premises)]
 
 
 def _indices(k: int | list[int] | None) -> list[int]:
@@ -518,44 +528,47 @@ def _indices(k: int | list[int] | None) -> list[int]:
 CHECKSET = Path(__file__).resolve().parent / "data" / "checkset.jsonl"
 
 
-def _training_descriptions(tune_part: bool = True) -> list[str]:
-    """Persona descriptions of the hand-written pairs and (optionally) of the check set's tuning part."""
-    return ([r["persona"] for r in _jsonl(WRITTEN) if "persona" in r]
-            + [r["persona"]["description"] for r in _jsonl(CHECKSET)
-               if tune_part and r.get("meta", {}).get("split") == "tune"])
+def _tune_records(path: Path = CHECKSET) -> list[dict]:
+    return [r for r in _jsonl(path) if r.get("meta", {}).get("split") == "tune"]
 
 
 def tune_pairs(path: Path = CHECKSET) -> list[Pair]:
     """The check set's tuning part in the judge's unit: every description sentence and every
     earlier simulator line against every simulator line, labelled from the annotations."""
+    return _tune(_tune_records(path))
+
+
+def _tune(records: list[dict]) -> list[Pair]:
     out = []
-    for rec in _jsonl(path):
-        if rec.get("meta", {}).get("split") != "tune":
-            continue
+    for rec in records:
         premises = sentences(rec["persona"]["description"])
-        said: list[tuple[int, str]] = []
+        said: list[str] = []
+        said_turns: list[int] = []  # conflicts_with names earlier lines by turn index
         for i, t in enumerate(rec["turns"]):
-            if t["speaker"] != "simulator":
-                continue
-            bad_sents = t.get("contradicts_sentences", [])
-            out += [Pair(s, t["text"], CONTRADICTION if k in bad_sents else NEUTRAL) for k, s in enumerate(premises)]
-            out += [Pair(e, t["text"], CONTRADICTION if j in t.get("conflicts_with", []) else NEUTRAL) for j, e in said]
-            said.append((i, t["text"]))
+            if t["speaker"] == "simulator":
+                out += _labelled(premises, t["text"], t.get("contradicts_sentences", []))
+                out += _labelled(said, t["text"], t.get("conflicts_with", []), ids=said_turns)
+                said.append(t["text"])
+                said_turns.append(i)
     return out
 
 
-def generate(n: int = 6000, seed: int = 0, written_copies: int = 2, tune_part: bool = True) -> list[Pair]:
-    """The judge's training set: ``n`` generated pairs (1/2 facet pairs, 1/4 built-in persona
-    facts, 1/4 restated description sentences) plus ``written_copies`` copies of the
+def generate(n: int, seed: int, written_copies: int, tune_part: bool) -> list[Pair]:
+    """The judge's training set (the arguments are `JudgeTrainConfig`'s ``examples``, ``seed``,
+    ``written_copies`` and ``tune_part``): ``n`` generated pairs (1/2 facet pairs, 1/4 built-in
+    persona facts, 1/4 restated description sentences) plus ``written_copies`` copies of the
     hand-written pairs and of the check set's tuning part (``tune_part=False`` leaves the tuning
     part out, so that it can serve as validation data while the recipe is developed)."""
     rng = random.Random(seed)
     personas = builtin_personas()
+    written = _jsonl(WRITTEN)
+    tune = _tune_records() if tune_part else []
     # Restated sentences come from every description the judge trains on, so that a line on
     # the same topic as a sentence is not taken for a contradiction just for sharing the topic.
-    described = personas + [{"name": d.split(" is ")[0], "description": d} for d in _training_descriptions(tune_part)]
+    descriptions = [r["persona"] for r in written if "persona" in r] + [r["persona"]["description"] for r in tune]
+    described = personas + [{"name": d.split(" is ")[0], "description": d} for d in descriptions]
     pairs = (facet_pairs(rng, n // 2) + persona_pairs(rng, personas, n // 4)
              + restatement_pairs(rng, described, n - n // 2 - n // 4))
-    pairs += (written_pairs() + (tune_pairs() if tune_part else [])) * written_copies
+    pairs += (_written(written) + _tune(tune)) * written_copies
     rng.shuffle(pairs)
     return pairs

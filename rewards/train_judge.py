@@ -135,9 +135,9 @@ def _install(staging: Path, out: Path) -> None:
 
 
 def ensure(cfg: JudgeTrainConfig | None = None) -> Path:
-    """The cached default judge, training it first if it is not there yet (about 10 minutes on 2 CPU cores)."""
+    """The cached default judge, training it first if it is not there yet (about 20 minutes on 2 CPU cores)."""
     path = default_dir(cfg)
     if not (path / MARKER).exists():
-        logger.warning("training the offline judge %s into %s (first use; about 10 minutes on 2 CPU cores)", NAME, path)
+        logger.warning("training the offline judge %s into %s (first use; about 20 minutes on 2 CPU cores)", NAME, path)
         train(path, cfg)
     return path
