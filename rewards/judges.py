@@ -49,6 +49,9 @@ class Query:
     # that follows from the premise; "contradiction": the option (read as the earlier statement)
     # that the premise (the new line) contradicts.
     nli_label: str = "entailment"
+    # The premise is the speaker's own earlier lines (line-to-line), not a persona description:
+    # the fact-check rules read it in the first person.
+    premise_is_said: bool = False
 
     @property
     def is_yes_no(self) -> bool:
@@ -59,7 +62,8 @@ class Query:
         return self.options if self.is_yes_no else tuple(LETTERS[: len(self.options)])
 
     def key(self, judge_id: str) -> str:
-        raw = json.dumps([judge_id, self.prompt, self.options, self.premise, self.hypotheses, self.nli_label])
+        raw = json.dumps([judge_id, self.prompt, self.options, self.premise, self.hypotheses, self.nli_label,
+                          self.premise_is_said])
         return hashlib.sha1(raw.encode()).hexdigest()
 
 
@@ -334,7 +338,10 @@ class NLIJudge(Judge):
 
     @property
     def id(self) -> str:
-        return f"nli:{self.model_name}" + ("" if self.decompose else ":whole") + (":facts" if self.fact_checks else "")
+        from rewards import fact_checks
+
+        return (f"nli:{self.model_name}" + ("" if self.decompose else ":whole")
+                + (f":facts-{fact_checks.VERSION}" if self.fact_checks else ""))
 
     def _split(self, text: str) -> list[str]:
         """Sentences (and lines) of a premise, or the text whole without ``decompose``."""
@@ -365,10 +372,11 @@ class NLIJudge(Judge):
             from rewards.fact_checks import conflict
 
             i = 0
-            for column, groups in plans:
+            for q, (column, groups) in zip(queries, plans):
+                said = q.premise_is_said or not q.is_yes_no  # a "which earlier line" query: earlier lines
                 for group in groups:
                     for premise, line in group:
-                        if column == self.contra and conflict(premise, line):
+                        if column == self.contra and conflict(premise, line, premise_is_said=said):
                             probs[i, column] = max(probs[i, column], self.FACT_CONFLICT_P)
                         i += 1
         out: list[Answer | None] = []

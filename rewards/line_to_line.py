@@ -19,14 +19,15 @@ from simtrain.dialogue import Dialogue
 
 def query(d: Dialogue, earlier: list[str], line: str) -> Query:
     return Query(prompts.LINE_TO_LINE.format(speaker=speaker_name(d), history=numbered(earlier), line=line),
-                 options=prompts.PROBLEM_FIRST, premise="\n".join(earlier), hypotheses=(line,))
+                 options=prompts.PROBLEM_FIRST, premise="\n".join(earlier), hypotheses=(line,), premise_is_said=True)
 
 
 def which_query(d: Dialogue, earlier: list[str], line: str) -> Query:
     options = tuple(f"line {i + 1}" for i in range(len(earlier)))
     return Query(prompts.LINE_TO_LINE_WHICH.format(speaker=speaker_name(d), history=numbered(earlier), line=line,
                                                    options=lettered(options)),
-                 options=options, premise=line, hypotheses=tuple(earlier), nli_label="contradiction")
+                 options=options, premise=line, hypotheses=tuple(earlier), nli_label="contradiction",
+                 premise_is_said=True)
 
 
 class LineToLine(Metric):
