@@ -70,6 +70,10 @@ _CLAUSE = (r"(?:(?!\b(?:who|whose|where|which|that|while|after|before|since|when
 # come earlier in its clause.
 _HEDGE = re.compile(r"\b(?:when|whenever|once|until|if|by the time|next|will|would|wish|going to|gonna|used to|"
                     r"not like|as if|pretend|imagine|dream|says|said|say|told|tells)\b|'ll\b", re.I)
+# Sentence ends for rules that look at one sentence at a time. Unlike `judge_data.sentences` it
+# also splits before a lowercase word: simulator lines are loosely written ("Had chicken. my
+# brother hates it").
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _QUOTED = re.compile(r'"[^"]*"|“[^”]*”')
 # A relative in a sentence about a death or a break-up may no longer be there to count.
 _GONE = re.compile(r"\b(?:died|dies|passed|late|lost|death|killed|funeral|miscarriage|separated|divorced|split|"
@@ -94,6 +98,11 @@ def _asserted(text: str, matches) -> list[re.Match]:
 
 def _first_group(m: re.Match) -> str:
     return next(g for g in m.groups() if g)
+
+
+def _found(pattern: re.Pattern, text: str, said: bool) -> list[re.Match]:
+    """The pattern's matches; in the speaker's own words only those asserted now."""
+    return _asserted(text, pattern.finditer(text)) if said else list(pattern.finditer(text))
 
 
 # --- age and school year ---------------------------------------------------------------------------
@@ -219,8 +228,7 @@ class SpeakerFacts:
 
 
 def _numbers(patterns, text: str, said: bool) -> frozenset[int]:
-    found = (number(_first_group(m)) for p in patterns
-             for m in (_asserted(text, p.finditer(text)) if said else p.finditer(text)))
+    found = (number(_first_group(m)) for p in patterns for m in _found(p, text, said))
     return frozenset(n for n in found if n is not None)
 
 
@@ -235,7 +243,7 @@ def _is_place(phrase: str) -> bool:
 def _kin(text: str, said: bool) -> tuple[frozenset[str], frozenset[str]]:
     """(relatives the text says the speaker has, relatives it says they do not have)."""
     has: set[str] = set()
-    for sentence in re.split(r"(?<=[.!?])\s+", text):
+    for sentence in _SENTENCE_END.split(text):
         if _GONE.search(sentence):
             continue  # "his wife June died", "she separated from her husband": nobody sure to count
         for p in _HAS1 if said else _HAS3:
@@ -248,7 +256,7 @@ def _kin(text: str, said: bool) -> tuple[frozenset[str], frozenset[str]]:
         has.add("married")
     denies: set[str] = set()
     for p, kinds in _DENIES1 if said else _DENIES3:
-        if _asserted(text, p.finditer(text)) if said else p.search(text):
+        if _found(p, text, said):
             denies |= kinds
     if said and _STILL_HAS.search(text):
         denies.discard("child")
@@ -263,9 +271,9 @@ def _diet(text: str, said: bool) -> str | None:
 def _eats(line: str) -> frozenset[str]:
     """Animal foods a line says the speaker eats, in sentences with no one else and no negation."""
     out: set[str] = set()
-    for sentence in re.split(r"(?<=[.!?])\s+", line):
+    for sentence in _SENTENCE_END.split(line):
         if not _NOT_EATING.search(sentence):
-            out |= {m.group(1) for m in _asserted(sentence, _EATS.finditer(sentence))}
+            out |= {m.group(1) for m in _found(_EATS, sentence, said=True)}
     return frozenset(out)
 
 
@@ -277,7 +285,7 @@ def read(text: str, said: bool) -> SpeakerFacts:
     kin, no_kin = _kin(text, said)
     here = frozenset()
     if said and not _AWAY.search(text):
-        here = frozenset(m.group(1) for m in _asserted(text, _HERE.finditer(text)) if _is_place(m.group(1)))
+        here = frozenset(m.group(1) for m in _found(_HERE, text, said=True) if _is_place(m.group(1)))
     return SpeakerFacts(
         ages=frozenset(a for a in _numbers(_AGE1 if said else _AGE3, text, said) if a >= 5),  # "I'm two days in"
         grades=_numbers(_GRADE1 if said else _GRADE3, text, said),
@@ -285,7 +293,7 @@ def read(text: str, said: bool) -> SpeakerFacts:
         here=here,
         places=frozenset() if said else frozenset(p for p in _THERE.findall(text) if _is_place(p)),
         order=frozenset("eldest" if m.group(1) == "oldest" else m.group(1)
-                        for m in (_asserted(text, _ORDER1.finditer(text)) if said else _ORDER3.finditer(text))),
+                        for m in _found(_ORDER1 if said else _ORDER3, text, said)),
         kin=kin, no_kin=no_kin, diet=_diet(text, said), eats=_eats(text) if said else frozenset())
 
 

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from rewards import fact_checks
+
 logger = logging.getLogger("simtrain.judges")
 
 YES_NO = ("YES", "NO")
@@ -302,9 +304,10 @@ class NLIJudge(Judge):
     small cross-encoder judges one sentence against one line far better than a whole persona
     description against it, and one contradicted sentence is enough to make a line inconsistent.
 
-    With ``fact_checks`` (the default) each (sentence, line) pair also goes through the rules of
-    `rewards.fact_checks` (the speaker's age, school year, where they are now); a pair the rules
-    find in conflict gets P(contradiction) of at least ``FACT_CONFLICT_P``.
+    With ``fact_checks`` (the default) each (sentence, line) pair judged for contradiction also
+    goes through the rules of `rewards.fact_checks` (the speaker's age, school year, where they are
+    now, family, birth order, diet); a pair the rules find in conflict gets P(contradiction) of at
+    least ``FACT_CONFLICT_P``.
     """
 
     FACT_CONFLICT_P = 0.95  # a rule's verdict: near-certain, yet below a confident model's
@@ -338,8 +341,6 @@ class NLIJudge(Judge):
 
     @property
     def id(self) -> str:
-        from rewards import fact_checks
-
         return (f"nli:{self.model_name}" + ("" if self.decompose else ":whole")
                 + (f":facts-{fact_checks.VERSION}" if self.fact_checks else ""))
 
@@ -368,22 +369,15 @@ class NLIJudge(Judge):
         pairs = [pair for _, groups in plans for group in groups for pair in group]
         probs = np.asarray(self.model.predict(pairs, batch_size=self.batch_size, apply_softmax=True,
                                               show_progress_bar=False))
-        if self.fact_checks:
-            from rewards.fact_checks import conflict
-
-            i = 0
-            for q, (column, groups) in zip(queries, plans):
-                said = q.premise_is_said or not q.is_yes_no  # a "which earlier line" query: earlier lines
-                for group in groups:
-                    for premise, line in group:
-                        if column == self.contra and conflict(premise, line, premise_is_said=said):
-                            probs[i, column] = max(probs[i, column], self.FACT_CONFLICT_P)
-                        i += 1
         out: list[Answer | None] = []
         at = 0
         for q, (column, groups) in zip(queries, plans):
             scores = []
             for group in groups:
+                if self.fact_checks and column == self.contra:
+                    for k, (premise, line) in enumerate(group):
+                        if fact_checks.conflict(premise, line, premise_is_said=q.premise_is_said):
+                            probs[at + k, column] = max(probs[at + k, column], self.FACT_CONFLICT_P)
                 scores.append(float(probs[at:at + len(group), column].max()))
                 at += len(group)
             if q.is_yes_no:  # option 0 is the problem answer: P(contradiction), worst sentence

@@ -79,7 +79,7 @@ class JudgeConfig(_Section):
     calibrate: bool | None = Field(None, description="Prompt-to-line: compare each verdict with the same question about a neutral line (cancels a yes/no bias). Default: on for hf, off otherwise.")
     qa_when: str = Field("half", description="When Q&A probes are asked: 'end', 'half' (half-way and end) or 'each' line.")
     cache_path: str | None = Field(None, description="JSONL file caching judgements across runs; default: <run dir>/judge_cache.jsonl.")
-    fact_checks: bool = Field(True, description="nli: also compare the speaker's age, school year, place and family, read by rules (rewards/fact_checks.py).")
+    fact_checks: bool = Field(True, description="nli: also compare the speaker's age, school year, place, family, birth order and diet, read by rules (rewards/fact_checks.py).")
 
 
     def resolved_model(self) -> str:
