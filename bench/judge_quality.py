@@ -13,7 +13,10 @@ Prints one JSON line. Variants:
 * ``nli-minilm-contra-whole``: the model alone given the whole description / history at once;
 * ``openai``: an OpenAI-compatible judge, when SIMTRAIN_JUDGE_URL (and SIMTRAIN_JUDGE_MODEL) are set.
 
-    python bench/judge_quality.py [--split heldout|tune|all] [--judges a,b] [--nli-model PATH]
+Splits of the check set: ``heldout`` (the default; written by the developer, never tuned on),
+``fresh`` (written later by LLM assistants from a brief, never read for tuning), ``tune``.
+
+    python bench/judge_quality.py [--split heldout|fresh|tune|all] [--judges a,b] [--nli-model PATH]
 """
 
 from __future__ import annotations
@@ -89,7 +92,7 @@ def _metrics(scores, labels, threshold):
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--split", default="heldout", choices=["heldout", "tune", "all"])
+    ap.add_argument("--split", default="heldout", choices=["heldout", "fresh", "tune", "all"])
     ap.add_argument("--limit", type=int, default=None, help="Use only the first N dialogues (quick runs).")
     ap.add_argument("--judges", default="hf-smollm2-naive,hf-smollm2-calibrated,nli-minilm-contra,"
                                         "nli-minilm-contra-nofacts,nli-minilm-contra-whole",

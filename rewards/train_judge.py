@@ -48,10 +48,13 @@ class JudgeTrainConfig:
     tune_part: bool = False  # train on the check set's tuning part too (off: it validates the recipe)
 
     def version(self) -> str:
-        """Changes whenever the config or the generator/trainer code changes, so a cached judge
-        trained by older code is never mistaken for the current one."""
+        """Changes whenever the config, the generator/trainer code or the training data changes,
+        so a cached judge trained by older code is never mistaken for the current one. The check
+        set counts only when its tuning part is trained on: growing it otherwise changes nothing
+        the judge learns from."""
         h = hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode())
-        for mod in (judge_data.__file__, __file__, judge_data.WRITTEN, judge_data.CHECKSET):
+        data = (judge_data.WRITTEN, judge_data.CHECKSET) if self.tune_part else (judge_data.WRITTEN,)
+        for mod in (judge_data.__file__, __file__, *data):
             h.update(Path(mod).read_bytes())
         return h.hexdigest()[:10]
 

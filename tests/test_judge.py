@@ -34,10 +34,11 @@ def test_generated_pairs_are_deterministic_balanced_and_never_from_the_check_set
     assert a == b and a != judge_data.generate(900, 4, 2, True)
     counts = {l: sum(p.label == l for p in a) for l in judge_data.LABELS}
     assert all(c > 900 * 0.15 for c in counts.values()), counts
-    # The judge is measured on the check set's held-out part: no training line or premise may
-    # copy or closely paraphrase a held-out line or description sentence.
+    # The judge is measured on the check set's held-out and fresh parts: no training line or
+    # premise may copy or closely paraphrase a line or description sentence of either.
     records = [json.loads(l) for l in CHECKSET.read_text().splitlines()]
-    records = [r for r in records if r["meta"]["split"] == "heldout"]
+    assert {r["meta"]["split"] for r in records} == {"tune", "heldout", "fresh"}
+    records = [r for r in records if r["meta"]["split"] != "tune"]
     lines = {t["text"] for r in records for t in r["turns"]}
     descriptions = {s for r in records for s in judge_data.sentences(r["persona"]["description"])}
     texts = {p.hypothesis for p in a} | {p.premise for p in a}
@@ -47,6 +48,21 @@ def test_generated_pairs_are_deterministic_balanced_and_never_from_the_check_set
     # persona descriptions share stock phrases ("a visual learner who likes diagrams"): looser
     copies += [(t, c) for t in texts for c in descriptions if near_copy(t, c, share=0.75)]
     assert not copies, copies[:5]
+
+
+def test_judge_version_follows_its_training_data(tmp_path, monkeypatch):
+    """A cached judge is reused only while its recipe, code and training data are unchanged. The
+    check set is training data only when its tuning part is trained on, so growing it leaves the
+    default judge (trained without it) valid, and invalidates one trained with it."""
+    from rewards.train_judge import JudgeTrainConfig
+
+    default, with_tune = JudgeTrainConfig(), JudgeTrainConfig(tune_part=True)
+    before = default.version(), with_tune.version()
+    grown = tmp_path / "checkset.jsonl"
+    grown.write_text(CHECKSET.read_text() + CHECKSET.read_text().splitlines()[0] + "\n")
+    monkeypatch.setattr(judge_data, "CHECKSET", grown)
+    assert default.version() == before[0] and with_tune.version() != before[1]
+    assert JudgeTrainConfig(epochs=2).version() != before[0]
 
 
 def test_sentences_split_descriptions_and_keep_lines_whole():
