@@ -56,8 +56,8 @@ def balanced_accuracy(pred: list[bool], positives: list[bool]) -> float | None:
 
 
 def evaluate_judge(judge, dialogues, calibrate: bool, threshold: float = 0.5) -> dict:
-    from rewards.line_to_line import LineToLine
-    from rewards.prompt_to_line import PromptToLine
+    from simtrain.rewards.line_to_line import LineToLine
+    from simtrain.rewards.prompt_to_line import PromptToLine
 
     out = {}
     t0, q0 = judge.stats.seconds, judge.stats.queries
@@ -105,7 +105,7 @@ def main() -> None:
     if set(wanted) - set(known):
         ap.error(f"unknown judge variant(s) {sorted(set(wanted) - set(known))}; choose from {', '.join(known)}")
 
-    from rewards.judges import HFJudge, JudgeCache, NLIJudge, OpenAIJudge
+    from simtrain.rewards.judges import HFJudge, JudgeCache, NLIJudge, OpenAIJudge
     from simtrain.dialogue import read_dialogues
     from simtrain.openai_client import EndpointConfig
 

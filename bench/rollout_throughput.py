@@ -36,12 +36,12 @@ def main() -> None:
 
     import torch
 
-    from envs.agents import HFAgent
-    from envs.personas import load_personas
-    from envs.tasks import get_task
+    from simtrain.envs.agents import HFAgent
+    from simtrain.envs.personas import load_personas
+    from simtrain.envs.tasks import get_task
     from simtrain import models
     from simtrain.generation import HFGenerator, SamplingConfig
-    from envs.tasks import opening_line
+    from simtrain.envs.tasks import opening_line
     from simtrain.dialogue import Turn
     from simtrain.generation import ChatFormat
     from simtrain.rollout import RolloutEngine, RolloutJob, simulator_messages

@@ -32,7 +32,7 @@ def main() -> None:
     ap.add_argument("--out", default="runs/bench-drift")
     args = ap.parse_args()
 
-    from rewards.scoring import CONSISTENCY
+    from simtrain.rewards.scoring import CONSISTENCY
     from simtrain.config import load_config
     from simtrain.evaluate import evaluate
     from simtrain.train import train

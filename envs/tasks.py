@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from envs.personas import Persona
+from simtrain.envs.personas import Persona
 
 SHORT_REPLY = "Reply in character, in 2 sentences or less."
 

@@ -56,8 +56,8 @@ def speaker_name(d: Dialogue) -> str:
 
 def task_context(d: Dialogue) -> tuple[str, str]:
     """(scenario, simulator role) for a dialogue's task; generic for unknown tasks."""
-    from envs.personas import Persona
-    from envs.tasks import TASKS, _fill
+    from simtrain.envs.personas import Persona
+    from simtrain.envs.tasks import TASKS, _fill
 
     task = TASKS.get(d.task)
     if task is None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
-from rewards.base import Metric, MetricResult, mean
+from simtrain.rewards.base import Metric, MetricResult, mean
 from simtrain.dialogue import Dialogue
 
 _WORD = re.compile(r"[a-z0-9']+")

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from rewards import fact_checks
+from simtrain.rewards import fact_checks
 
 logger = logging.getLogger("simtrain.judges")
 
@@ -319,7 +319,7 @@ class NLIJudge(Judge):
         super().__init__(cache)
         from sentence_transformers import CrossEncoder
 
-        from rewards import train_judge
+        from simtrain.rewards import train_judge
 
         self.model_name = model
         path = model
@@ -346,7 +346,7 @@ class NLIJudge(Judge):
 
     def _split(self, text: str) -> list[str]:
         """Sentences (and lines) of a premise, or the text whole without ``decompose``."""
-        from rewards.judge_data import sentences
+        from simtrain.rewards.judge_data import sentences
 
         if not self.decompose:
             return [text]

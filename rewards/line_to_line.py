@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from rewards import prompts
-from rewards.base import NEUTRAL_LINE, Metric, MetricResult, calibrated, lettered, numbered, speaker_name
-from rewards.judges import Query
+from simtrain.rewards import prompts
+from simtrain.rewards.base import NEUTRAL_LINE, Metric, MetricResult, calibrated, lettered, numbered, speaker_name
+from simtrain.rewards.judges import Query
 from simtrain.dialogue import Dialogue
 
 

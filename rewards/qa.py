@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from rewards import prompts
-from rewards.base import Metric, MetricResult, lettered, mean, numbered, speaker_name
-from rewards.judges import Query
+from simtrain.rewards import prompts
+from simtrain.rewards.base import Metric, MetricResult, lettered, mean, numbered, speaker_name
+from simtrain.rewards.judges import Query
 from simtrain.dialogue import Dialogue
 
 def checkpoints(n_lines: int, when: str | list[int]) -> list[int]:

@@ -39,10 +39,10 @@ def register_reward(name: str):
 def _builtins() -> None:
     if _REGISTRY.get("_loaded"):
         return
-    from rewards.guards import MinLength, NoPersonaCopy, NoQuestionOnly, NoRepetition
-    from rewards.line_to_line import LineToLine
-    from rewards.prompt_to_line import PromptToLine
-    from rewards.qa import QA
+    from simtrain.rewards.guards import MinLength, NoPersonaCopy, NoQuestionOnly, NoRepetition
+    from simtrain.rewards.line_to_line import LineToLine
+    from simtrain.rewards.prompt_to_line import PromptToLine
+    from simtrain.rewards.qa import QA
 
     for cls in (PromptToLine, LineToLine, QA, NoRepetition, NoQuestionOnly, NoPersonaCopy, MinLength):
         _REGISTRY.setdefault(cls.name, cls)

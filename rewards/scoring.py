@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from rewards.base import mean
-from rewards.guards import guard_metrics
-from rewards.judges import Judge, JudgeSpec, make_judge
-from rewards.registry import RewardSpec, build_all, composite
+from simtrain.rewards.base import mean
+from simtrain.rewards.guards import guard_metrics
+from simtrain.rewards.judges import Judge, JudgeSpec, make_judge
+from simtrain.rewards.registry import RewardSpec, build_all, composite
 from simtrain.dialogue import Dialogue
 from simtrain.reporting import Reporter
 

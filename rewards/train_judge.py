@@ -25,7 +25,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from rewards import judge_data
+from simtrain.rewards import judge_data
 
 logger = logging.getLogger("simtrain.train_judge")
 

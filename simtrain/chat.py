@@ -31,7 +31,7 @@ class ChatSession:
 
     def score(self) -> dict[str, float | None]:
         """Consistency of the conversation so far (the three metrics and the composite)."""
-        from rewards.scoring import CONSISTENCY, Scorer
+        from simtrain.rewards.scoring import CONSISTENCY, Scorer
         from simtrain.config import load_config
 
         if self._scorer is None:

@@ -89,7 +89,7 @@ def score(
 ):
     """Add per-line and per-dialogue scores for every reward to interchange dialogues."""
     _quiet_libraries()
-    from rewards.scoring import Scorer, summarize
+    from simtrain.rewards.scoring import Scorer, summarize
     from simtrain.config import ConfigError, load_config
     from simtrain.dialogue import DialogueFormatError, read_dialogues, write_dialogues
     from simtrain.evaluate import fmt_score
@@ -240,7 +240,7 @@ def judge_train(
     _quiet_libraries()
     from dataclasses import replace
 
-    from rewards.train_judge import MARKER, JudgeTrainConfig, default_dir, train as run_train
+    from simtrain.rewards.train_judge import MARKER, JudgeTrainConfig, default_dir, train as run_train
 
     changes = {k: v for k, v in (("examples", examples), ("epochs", epochs), ("seed", seed)) if v is not None}
     if tune_part:
@@ -281,7 +281,7 @@ def config(
 @app.command()
 def validate(path: Path = typer.Argument(..., help="Interchange JSONL or persona file (.jsonl/.csv).")):
     """Check a dialogue or persona file and report the first problem clearly."""
-    from envs.personas import PersonaFormatError, load_personas
+    from simtrain.envs.personas import PersonaFormatError, load_personas
     from simtrain.dialogue import DialogueFormatError, read_dialogues
 
     try:

@@ -105,7 +105,7 @@ class RewardSection(_Section):
 
 
 def _default_rewards() -> list[RewardSection]:
-    from rewards.registry import DEFAULT_REWARDS
+    from simtrain.rewards.registry import DEFAULT_REWARDS
 
     return [RewardSection(name=r.name, weight=r.weight) for r in DEFAULT_REWARDS]
 

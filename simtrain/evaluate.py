@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Sequence
 
-from rewards.scoring import CONSISTENCY, Scorer, summarize
+from simtrain.rewards.scoring import CONSISTENCY, Scorer, summarize
 from simtrain.dialogue import write_dialogues
 from simtrain.reporting import Reporter
 

@@ -29,7 +29,7 @@ def _run_dir_of(source: Path) -> Path | None:
 
 
 def simulator_settings(cfg) -> dict:
-    from envs.tasks import get_task
+    from simtrain.envs.tasks import get_task
 
     tasks = {}
     for name in cfg.data.tasks:

@@ -21,8 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol, Sequence
 
-from envs.personas import Persona
-from envs.tasks import SHORT_REPLY, Task, opening_line
+from simtrain.envs.personas import Persona
+from simtrain.envs.tasks import SHORT_REPLY, Task, opening_line
 from simtrain.dialogue import Dialogue, Turn
 from simtrain.generation import BatchContext, ChatFormat, HFGenerator, SamplingConfig
 from simtrain.reporting import Reporter
@@ -208,8 +208,8 @@ class RolloutEngine:
 
 def make_jobs(cfg, split: str | None = None) -> list[RolloutJob]:
     """One job per (task, persona, repeat) from the config's data section."""
-    from envs.personas import load_personas
-    from envs.tasks import get_task
+    from simtrain.envs.personas import load_personas
+    from simtrain.envs.tasks import get_task
 
     jobs = []
     for task_name in cfg.data.tasks:
@@ -231,7 +231,7 @@ def sampling_from(section, seed: int | None) -> SamplingConfig:
 def build_engine(cfg, simulator=None, reporter: Reporter | None = None) -> RolloutEngine:
     """Build the engine a RunConfig describes. ``simulator`` may be an already loaded
     ``LoadedModel`` (the trainer passes its policy); otherwise it is loaded from config."""
-    from envs.agents import HFAgent, OpenAIAgent
+    from simtrain.envs.agents import HFAgent, OpenAIAgent
     from simtrain import models
     from simtrain.openai_client import EndpointConfig
 

@@ -15,8 +15,8 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
-from envs.personas import Persona, load_personas
-from envs.tasks import SHORT_REPLY, Task, get_task
+from simtrain.envs.personas import Persona, load_personas
+from simtrain.envs.tasks import SHORT_REPLY, Task, get_task
 from simtrain.dialogue import Turn
 from simtrain.generation import ChatFormat, HFGenerator, SamplingConfig
 from simtrain.rollout import simulator_messages

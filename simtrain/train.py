@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from rewards.base import mean
-from rewards.scoring import CONSISTENCY, Scorer, summarize
+from simtrain.rewards.base import mean
+from simtrain.rewards.scoring import CONSISTENCY, Scorer, summarize
 from simtrain.dialogue import Dialogue
 from simtrain.reporting import Reporter
 from simtrain.rollout import RolloutJob

@@ -33,7 +33,7 @@ def smol():
 
 @pytest.fixture
 def persona():
-    from envs.personas import load_personas
+    from simtrain.envs.personas import load_personas
 
     return load_personas("therapy", split="eval")[0]
 

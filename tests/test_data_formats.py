@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from envs.personas import PersonaFormatError, load_personas
-from envs.tasks import TASKS, get_task
+from simtrain.envs.personas import PersonaFormatError, load_personas
+from simtrain.envs.tasks import TASKS, get_task
 from simtrain.config import ConfigError, load_config
 from simtrain.dialogue import Dialogue, DialogueFormatError, Turn, read_dialogues, write_dialogues
 

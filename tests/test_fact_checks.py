@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from rewards import judge_data
-from rewards.fact_checks import conflict, number, read
+from simtrain.rewards import judge_data
+from simtrain.rewards.fact_checks import conflict, number, read
 
 
 def test_numbers_in_digits_and_words():

