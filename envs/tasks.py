@@ -22,6 +22,9 @@ class Task:
     agent_role: str  # "therapist", "teacher", ...
     agent_prompt: str  # the task agent's system prompt (template)
     agent_opening: str  # the agent's fixed first line; "" lets the agent generate it
+    # What agent.kind 'bank' asks, in order, after the opening: open questions that make the
+    # simulator talk about its persona (so the consistency metrics have something to check).
+    questions: tuple[str, ...] = ()
     simulator_prompt: str = (
         "You are role-playing a {role} in this scenario: {scenario}\n"
         "You are this person:\n{description}\n"
@@ -31,10 +34,10 @@ class Task:
     )
 
     def simulator_system(self, persona: Persona) -> str:
-        return _fill(self.simulator_prompt, persona, role=self.simulator_role, scenario=_fill(self.scenario, persona))
+        return fill_for(self.simulator_prompt, persona, role=self.simulator_role, scenario=fill_for(self.scenario, persona))
 
     def agent_system(self, persona: Persona) -> str:
-        return _fill(self.agent_prompt, persona, role=self.agent_role, scenario=_fill(self.scenario, persona))
+        return fill_for(self.agent_prompt, persona, role=self.agent_role, scenario=fill_for(self.scenario, persona))
 
 
 class _Keep(dict):
@@ -42,7 +45,7 @@ class _Keep(dict):
         return "{" + key + "}"
 
 
-def _fill(template: str, persona: Persona, **extra: str) -> str:
+def fill_for(template: str, persona: Persona, **extra: str) -> str:
     values = _Keep(persona.facts)
     values.update(name=persona.name or persona.facts.get("name", ""), description=persona.description, **extra)
     return template.format_map(values)
@@ -60,6 +63,16 @@ TASKS: dict[str, Task] = {
             "Reply in 2 sentences or less."
         ),
         agent_opening="Hi! I don't think we've met. Tell me a bit about yourself?",
+        questions=(
+            "What do you do for a living?",
+            "Where did you grow up, and where do you live now?",
+            "Who do you spend most of your time with?",
+            "What do you usually do on a weekend?",
+            "What's something you're looking forward to?",
+            "What's been on your mind lately?",
+            "What kind of food do you like?",
+            "How did you end up where you are today?",
+        ),
     ),
     "education": Task(
         name="education",
@@ -72,6 +85,16 @@ TASKS: dict[str, Task] = {
             "gently. Reply in 2 sentences or less."
         ),
         agent_opening="Hi! Today we're going to work on {topic}. What do you already know about it?",
+        questions=(
+            "Which part of {topic} do you find hardest?",
+            "How do you usually study for this class?",
+            "Can you walk me through how you would start a problem like this?",
+            "How did your last test on {topic} go?",
+            "What would help you feel more confident about {topic}?",
+            "How do you feel about school in general right now?",
+            "What do you want to be able to do by the end of the term?",
+            "Is there anything outside school that makes studying hard?",
+        ),
     ),
     "therapy": Task(
         name="therapy",
@@ -84,6 +107,16 @@ TASKS: dict[str, Task] = {
             "Reply in 2 sentences or less."
         ),
         agent_opening="Hello, thank you for coming in today. What brings you here?",
+        questions=(
+            "How long have you been feeling this way?",
+            "Can you tell me a little about your work or your days?",
+            "Who do you have around you at home?",
+            "How have you been sleeping?",
+            "What usually helps when things get hard?",
+            "How do the people close to you see what you're going through?",
+            "What would you like to be different a few months from now?",
+            "Is there something you haven't told anyone about this?",
+        ),
     ),
 }
 
@@ -96,4 +129,4 @@ def get_task(name: str) -> Task:
 
 
 def opening_line(task: Task, persona: Persona) -> str:
-    return _fill(task.agent_opening, persona)
+    return fill_for(task.agent_opening, persona)

@@ -1,9 +1,16 @@
 """What every consistency metric shares: its result type and the TRL reward adapter.
 
 A metric scores whole dialogues. ``metric.score(dialogues)`` gives a :class:`MetricResult`
-per dialogue (a dialogue score in [0, 1] and one score per simulator line, ``None`` where
-nothing could be judged). Called as ``metric(prompts, completions, dialogues=..., **kw)`` it is a
-TRL reward function returning one float (or None) per dialogue.
+per dialogue with two readings of the same judgements:
+
+* ``score`` / ``lines``: verdicts thresholded at the judge's rule (a line is consistent or not),
+  for reports, eval and README tables;
+* ``graded``: 1 - P(problem) per line, averaged over the dialogue, the training reward. A 0/1
+  verdict per line gives a 4-line dialogue five possible scores, so most GRPO groups would carry
+  no advantage; the graded value moves with every change in the judge's confidence.
+
+``None`` means nothing could be judged. Called as ``metric(prompts, completions, dialogues=...,
+**kw)`` a metric is a TRL reward function returning the graded value (or None) per dialogue.
 """
 
 from __future__ import annotations
@@ -13,16 +20,24 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from simtrain.dialogue import Dialogue
+from simtrain.envs.personas import Persona
+from simtrain.envs.tasks import TASKS, fill_for
 
 
 @dataclass
 class MetricResult:
-    score: float | None  # dialogue score in [0, 1]; None when nothing could be judged
+    score: float | None  # dialogue verdict score in [0, 1]; None when nothing could be judged
     lines: list[float | None]  # per simulator line (aligned with dialogue.simulator_lines())
     details: dict[str, Any] = field(default_factory=dict)
+    graded: float | None = None  # mean 1 - P(problem); None: the metric has only verdicts (then = score)
+
+    @property
+    def reward(self) -> float | None:
+        """The training value: graded where the metric has it, else the verdict score."""
+        return self.score if self.graded is None else self.graded
 
     def as_dict(self) -> dict[str, Any]:
-        return {"score": self.score, "lines": self.lines, **self.details}
+        return {"score": self.score, "graded": self.reward, "lines": self.lines, **self.details}
 
 
 def mean(xs: Sequence[float | None]) -> float | None:
@@ -56,15 +71,10 @@ def speaker_name(d: Dialogue) -> str:
 
 def task_context(d: Dialogue) -> tuple[str, str]:
     """(scenario, simulator role) for a dialogue's task; generic for unknown tasks."""
-    from simtrain.envs.personas import Persona
-    from simtrain.envs.tasks import TASKS, _fill
-
     task = TASKS.get(d.task)
     if task is None:
         return d.meta.get("scenario", "A conversation."), d.meta.get("role", "person")
-    p = Persona(id=d.persona.get("id", ""), description=persona_text(d), name=d.persona.get("name", ""),
-                facts={k: str(v) for k, v in (d.persona.get("facts") or {}).items()})
-    return _fill(task.scenario, p), task.simulator_role
+    return fill_for(task.scenario, Persona.from_dict(d.persona, f"dialogue {d.id!r}")), task.simulator_role
 
 
 def numbered(lines: Sequence[str]) -> str:
@@ -93,4 +103,4 @@ class Metric:
     def __call__(self, prompts=None, completions=None, dialogues=None, **kwargs) -> list[float | None]:
         if dialogues is None:
             raise ValueError(f"reward {self.name!r} needs the dialogue objects (kwarg 'dialogues')")
-        return [r.score for r in self.score(dialogues)]
+        return [r.reward for r in self.score(dialogues)]

@@ -51,11 +51,13 @@ def repeats(line: str, earlier: Sequence[str], max_overlap: float = 0.6) -> bool
 
 
 class _Guard(Metric):
+    """A guard takes only its own named options: a misspelt one is a TypeError, which the
+    registry reports with the reward's name (the project's unknown-keys rule)."""
+
     needs_judge = False
 
-    def __init__(self, judge=None, threshold: float = 0.5, **kw):
+    def __init__(self, judge=None, threshold: float = 0.5):
         super().__init__(None, threshold)
-        self.options = kw
 
     def flag(self, line: str, earlier: list[str], d: Dialogue) -> bool:  # pragma: no cover
         raise NotImplementedError
@@ -74,8 +76,12 @@ class NoRepetition(_Guard):
 
     name = "guard_repetition"
 
+    def __init__(self, judge=None, threshold: float = 0.5, max_overlap: float = 0.6):
+        super().__init__(judge, threshold)
+        self.max_overlap = max_overlap
+
     def flag(self, line, earlier, d):
-        return repeats(line, earlier, self.options.get("max_overlap", 0.6))
+        return repeats(line, earlier, self.max_overlap)
 
 
 class NoQuestionOnly(_Guard):
@@ -92,8 +98,12 @@ class NoPersonaCopy(_Guard):
 
     name = "guard_copy"
 
+    def __init__(self, judge=None, threshold: float = 0.5, max_share: float = 0.5):
+        super().__init__(judge, threshold)
+        self.max_share = max_share
+
     def flag(self, line, earlier, d):
-        return copies_persona(line, d.persona.get("description", ""), max_share=self.options.get("max_share", 0.5))
+        return copies_persona(line, d.persona.get("description", ""), max_share=self.max_share)
 
 
 class MinLength(_Guard):
@@ -101,8 +111,12 @@ class MinLength(_Guard):
 
     name = "guard_length"
 
+    def __init__(self, judge=None, threshold: float = 0.5, min_words: int = 4):
+        super().__init__(judge, threshold)
+        self.min_words = min_words
+
     def flag(self, line, earlier, d):
-        return len(words(line)) < self.options.get("min_words", 4)
+        return len(words(line)) < self.min_words
 
 
 def guard_metrics(dialogues: Sequence[Dialogue]) -> dict[str, float | None]:

@@ -4,7 +4,7 @@ One yes/no judge query per line with the numbered earlier lines (O(T) queries, n
 pairs). For a flagged line with several earlier lines, one more multiple-choice query asks
 which earlier line it contradicts, so the report names it. Dialogue score =
 1 - conflicts / comparisons, where comparisons counts, for each line, the earlier lines it was
-checked against.
+checked against. Graded (the training reward) = mean over lines of 1 - P(contradicts an earlier line).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from simtrain.rewards import prompts
-from simtrain.rewards.base import NEUTRAL_LINE, Metric, MetricResult, calibrated, lettered, numbered, speaker_name
+from simtrain.rewards.base import NEUTRAL_LINE, Metric, MetricResult, calibrated, lettered, mean, numbered, speaker_name
 from simtrain.rewards.judges import Query
 from simtrain.dialogue import Dialogue
 
@@ -78,6 +78,7 @@ class LineToLine(Metric):
                     details.append({"line": t, "turn": sim_idx[t],
                                     "conflicts_with_turns": [sim_idx[j] for j in conflicts_with.get((di, t), [])]})
             score = 1.0 - conflicts / comparisons if comparisons else None
-            results.append(MetricResult(score, per_line, {
-                "p_contradiction": [probs.get((di, t)) for t in range(n)], "conflicts": details}))
+            p_line = [probs.get((di, t)) for t in range(n)]
+            results.append(MetricResult(score, per_line, {"p_contradiction": p_line, "conflicts": details},
+                                        graded=mean([None if p is None else 1.0 - p for p in p_line[1:]])))
         return results

@@ -1,7 +1,9 @@
-"""Prompt-to-line consistency: does each simulator line contradict the persona?
+"""Prompt-to-line consistency: does each simulator line contradict the persona, or leave its role?
 
-One judge query per line (the line alone, no history), all dialogues in one batch.
-Dialogue score = fraction of lines judged consistent.
+One judge query per line (the line alone, no history), all dialogues in one batch. With
+``role=True`` (default) a line that speaks as the task agent or an assistant
+(:mod:`simtrain.rewards.role`) has P(problem) = 1, as in the reference work's prompt-to-line
+judge. Dialogue score = fraction of lines judged consistent; graded = mean of 1 - P(problem).
 """
 
 from __future__ import annotations
@@ -9,8 +11,10 @@ from __future__ import annotations
 from typing import Sequence
 
 from simtrain.rewards import prompts
-from simtrain.rewards.base import NEUTRAL_LINE, Metric, MetricResult, calibrated, mean, persona_text, task_context
+from simtrain.rewards.base import (NEUTRAL_LINE, Metric, MetricResult, calibrated, mean, persona_text, speaker_name,
+                                   task_context)
 from simtrain.rewards.judges import Query
+from simtrain.rewards.role import role_problems
 from simtrain.dialogue import Dialogue
 
 
@@ -23,13 +27,15 @@ def query(d: Dialogue, line: str) -> Query:
 
 class PromptToLine(Metric):
     """Args: judge; threshold on P(contradiction); calibrate: compare each line with a neutral
-    line ("Okay.") for the same persona, which cancels a judge's bias towards YES or NO."""
+    line ("Okay.") for the same persona, which cancels a judge's bias towards YES or NO;
+    role: count a line that leaves the simulator's role as inconsistent."""
 
     name = "prompt_to_line"
 
-    def __init__(self, judge=None, threshold: float = 0.5, calibrate: bool = True):
+    def __init__(self, judge=None, threshold: float = 0.5, calibrate: bool = True, role: bool = True):
         super().__init__(judge, threshold)
         self.calibrate = calibrate
+        self.role = role
 
     def line_probs(self, dialogues: Sequence[Dialogue]) -> list[list[float | None]]:
         """P(line contradicts persona) for every simulator line, calibrated if configured."""
@@ -49,7 +55,10 @@ class PromptToLine(Metric):
 
     def score(self, dialogues: Sequence[Dialogue]) -> list[MetricResult]:
         results = []
-        for probs in self.line_probs(dialogues):
-            lines = [None if p is None else float(p < self.threshold) for p in probs]
-            results.append(MetricResult(mean(lines), lines, {"p_contradiction": probs}))
+        for d, probs in zip(dialogues, self.line_probs(dialogues)):
+            role = [role_problems(l, speaker_name(d), d.task) if self.role else [] for l in d.simulator_lines()]
+            p_problem = [1.0 if r else p for p, r in zip(probs, role)]
+            lines = [None if p is None else float(p < self.threshold) for p in p_problem]
+            results.append(MetricResult(mean(lines), lines, {"p_contradiction": probs, "role": role},
+                                        graded=mean([None if p is None else 1.0 - p for p in p_problem])))
         return results

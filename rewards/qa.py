@@ -5,7 +5,9 @@ The persona's probes (questions with a ground-truth answer and, ideally, choices
 after chosen points of the dialogue, "based only on what the simulator said so far". A probe
 with choices gets one multiple-choice query (its choices plus "Not mentioned"); a probe without
 choices gets one yes/no query ("is what they said consistent with this fact?"). Answers of "Not mentioned"
-are not counted either way. Dialogue score = correct / answered.
+are not counted either way: a probe the simulator has not addressed is left out, never scored 0.
+Dialogue score = correct / answered; graded = mean over answered probes of P(correct answer),
+renormalised without "Not mentioned".
 
 Cost: probes x checkpoints queries per dialogue (default checkpoints: half-way and the end),
 all batched, against 5 + 10*T judge calls in the reference implementation.
@@ -47,16 +49,19 @@ def probe_query(d: Dialogue, said: list[str], probe: dict) -> Query:
                  options=options, premise="\n".join(said), hypotheses=hyps)
 
 
-def correct(probe: dict, q: Query, answer) -> bool | None:
-    """True/False for a counted answer, None for "Not mentioned" or a failed judgement."""
+def judged(probe: dict, q: Query, answer, threshold: float = 0.5) -> tuple[bool, float] | None:
+    """(correct, P(correct)) for a counted answer; None for "Not mentioned" or a failed judgement.
+    A yes/no probe is correct when P(inconsistent) is below ``threshold``."""
     if answer is None:
         return None
     if q.is_yes_no:
-        return answer[0] < 0.5  # the problem answer is option 0
+        return answer[0] < threshold, 1.0 - answer[0]  # the problem answer is option 0
     pick = q.options[max(range(len(answer)), key=answer.__getitem__)]
     if pick == prompts.NOT_MENTIONED:
         return None
-    return pick == probe["answer"]
+    said = [p for o, p in zip(q.options, answer) if o != prompts.NOT_MENTIONED]
+    p_right = sum(p for o, p in zip(q.options, answer) if o == probe["answer"])
+    return pick == probe["answer"], p_right / sum(said) if sum(said) > 0 else 0.0
 
 
 class QA(Metric):
@@ -76,11 +81,11 @@ class QA(Metric):
                     qs.append(probe_query(d, lines[:k], probe))
                     where.append((di, k, probe))
         answers = self.judge.ask(qs)
-        per: dict[tuple[int, int], list[bool]] = {}
+        per: dict[tuple[int, int], list[tuple[bool, float]]] = {}
         for (di, k, probe), q, a in zip(where, qs, answers):
-            c = correct(probe, q, a)
-            if c is not None:
-                per.setdefault((di, k), []).append(c)
+            j = judged(probe, q, a, self.threshold)
+            if j is not None:
+                per.setdefault((di, k), []).append(j)
         results = []
         for di, d in enumerate(dialogues):
             n = len(d.simulator_lines())
@@ -89,7 +94,8 @@ class QA(Metric):
             for k in checkpoints(n, self.when):
                 got = per.get((di, k), [])
                 counted += got
-                lines[k - 1] = mean([float(c) for c in got])
-            results.append(MetricResult(mean([float(c) for c in counted]), lines,
-                                        {"answered": len(counted), "asked": sum(1 for w in where if w[0] == di)}))
+                lines[k - 1] = mean([float(c) for c, _ in got])
+            results.append(MetricResult(mean([float(c) for c, _ in counted]), lines,
+                                        {"answered": len(counted), "asked": sum(1 for w in where if w[0] == di)},
+                                        graded=mean([p for _, p in counted])))
         return results

@@ -12,7 +12,7 @@ from typing import Sequence
 from simtrain.rewards.base import mean
 from simtrain.rewards.guards import guard_metrics
 from simtrain.rewards.judges import Judge, JudgeSpec, make_judge
-from simtrain.rewards.registry import RewardSpec, build_all, composite
+from simtrain.rewards.registry import RewardSpec, build_all, composite, find
 from simtrain.dialogue import Dialogue
 from simtrain.reporting import Reporter
 
@@ -58,24 +58,29 @@ class Scorer:
     def from_config(cls, cfg, judge: Judge | None = None, default_cache: str | None = None,
                     reporter: Reporter | None = None) -> "Scorer":
         specs = specs_from_config(cfg)
-        if judge is None and any(s.name in CONSISTENCY for s in specs):
+        # Any reward class that declares needs_judge gets the judge, plug-ins included.
+        if judge is None and any(getattr(find(s), "needs_judge", False) for s in specs):
             judge = judge_from_config(cfg, default_cache=default_cache)
         fns, weights = build_all(specs, judge)
         return cls(fns, weights, judge, reporter or Reporter())
 
-    def score(self, dialogues: Sequence[Dialogue], annotate: bool = True) -> dict[str, list[float | None]]:
+    def score(self, dialogues: Sequence[Dialogue], annotate: bool = True,
+              graded: bool = False) -> dict[str, list[float | None]]:
+        """Per-reward values per dialogue: the thresholded verdict scores, or with ``graded`` the
+        training values (1 - P(problem), see :mod:`simtrain.rewards.base`). Annotation always
+        records both: ``meta["scores"]`` (verdicts) and ``meta["graded"]``."""
         values: dict[str, list[float | None]] = {}
         with self.reporter.progress(len(self.names), f"scoring {len(dialogues)} dialogues (rewards)") as advance:
             for name, fn in zip(self.names, self.rewards):
-                self._score_one(name, fn, dialogues, values, annotate)
+                self._score_one(name, fn, dialogues, values, annotate, graded)
                 advance(1)
         values["composite"] = composite([values[n] for n in self.names], self.weights)
         if annotate:
             for d, v in zip(dialogues, values["composite"]):
-                d.meta["scores"]["composite"] = v
+                d.meta["graded" if graded else "scores"]["composite"] = v
         return values
 
-    def _score_one(self, name, fn, dialogues, values, annotate) -> None:
+    def _score_one(self, name, fn, dialogues, values, annotate, graded) -> None:
         metric = getattr(fn, "metric", None)
         if metric is None:  # a plug-in: one value per dialogue
             values[name] = fn(prompts=[None] * len(dialogues), completions=[None] * len(dialogues),
@@ -83,12 +88,14 @@ class Scorer:
             if annotate:
                 for d, v in zip(dialogues, values[name]):
                     d.meta.setdefault("scores", {})[name] = v
+                    d.meta.setdefault("graded", {})[name] = v
             return
-        results = metric.score(dialogues)  # built-in metric: keep per-line detail too
-        values[name] = [r.score for r in results]
+        results = metric.score(dialogues)  # a Metric: keep per-line detail too
+        values[name] = [r.reward if graded else r.score for r in results]
         if annotate:
             for d, r in zip(dialogues, results):
                 d.meta.setdefault("scores", {})[name] = r.score
+                d.meta.setdefault("graded", {})[name] = r.reward
                 d.meta.setdefault("details", {})[name] = dict(r.details)
                 for t, s in zip(d.simulator_indices(), r.lines):
                     d.turns[t].extra.setdefault("scores", {})[name] = s

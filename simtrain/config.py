@@ -38,7 +38,7 @@ class SamplingSection(_Section):
 
 
 class AgentConfig(_Section):
-    kind: Literal["hf", "openai"] = Field("hf", description="'hf': a local model; 'openai': an OpenAI-compatible endpoint.")
+    kind: Literal["hf", "openai", "bank"] = Field("hf", description="'hf': a local model; 'openai': an OpenAI-compatible endpoint; 'bank': the task's fixed questions in order (no generation).")
     model: str | None = Field(None, description="Agent model name; empty: the simulator's base model, sharing its weights.")
     base_url: str | None = Field(None, description="Endpoint base URL for kind 'openai', e.g. http://127.0.0.1:8000/v1.")
     api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable that holds the endpoint's API key.")
@@ -131,7 +131,9 @@ class TrainConfig(_Section):
     save_total_limit: int | None = Field(3, description="Keep at most this many checkpoints.")
     num_rollout_workers: int = Field(1, ge=0, description="Ray rollout actors; 0 runs rollouts in the learner process.")
     worker_gpus: float = Field(0.0, ge=0, description="GPUs each rollout actor reserves in Ray (fractions share one GPU); 0: CPU workers.")
-    worker_max_restarts: int = Field(3, ge=0, description="Times a dead rollout worker is restarted before training fails.")
+    worker_max_restarts: int = Field(3, ge=0, description="Times a dead or hung rollout worker is restarted within one step before training fails.")
+    worker_timeout_s: float = Field(1800.0, gt=0, description="Longest wait for a worker's rollout or weight push; past it the worker counts as hung and is restarted.")
+    trl: dict[str, Any] = Field(default_factory=dict, description="TRL GRPOConfig options passed through as they are (they override simtrain's).")
     ray_address: str | None = Field(None, description="Ray cluster to attach to (or RAY_ADDRESS); default: start a local Ray.")
     wandb: bool = Field(True, description="Log to wandb (offline unless WANDB_MODE says otherwise).")
     wandb_mode: str | None = Field(None, description="wandb mode: offline (default), online or disabled.")

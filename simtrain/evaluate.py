@@ -16,13 +16,18 @@ from simtrain.dialogue import write_dialogues
 from simtrain.reporting import Reporter
 
 
-def reduction(score_a: float | None, score_b: float | None) -> float | None:
-    """Relative inconsistency reduction of B against A."""
+WORSE_FROM_ZERO = "worse (base had no flagged line)"
+
+
+def reduction(score_a: float | None, score_b: float | None) -> float | str | None:
+    """Relative inconsistency reduction of B against A; None when either is unjudged. When A
+    had no flagged line and B has some, the ratio is minus infinity: say so in words
+    (:data:`WORSE_FROM_ZERO`) instead of printing "-inf%" or writing invalid JSON."""
     if score_a is None or score_b is None:
         return None
     inc_a, inc_b = 1 - score_a, 1 - score_b
     if inc_a <= 0:
-        return 0.0 if inc_b <= 0 else float("-inf")
+        return 0.0 if inc_b <= 0 else WORSE_FROM_ZERO
     return (inc_a - inc_b) / inc_a
 
 
@@ -71,9 +76,9 @@ def _slug(label: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in label.strip("/"))[-60:]
 
 
-def fmt_score(x: float | None, spec: str = ".3f") -> str:
-    """A score for people: three decimals, or "n/a" when nothing could be judged."""
-    return "n/a" if x is None else format(x, spec)
+def fmt_score(x: float | str | None, spec: str = ".3f") -> str:
+    """A score for people: three decimals, "n/a" when nothing could be judged, a word as it is."""
+    return "n/a" if x is None else x if isinstance(x, str) else format(x, spec)
 
 
 def markdown(report: dict) -> str:

@@ -177,15 +177,16 @@ def load(name: str = EMBEDDED, *, dtype: str = "float32", device: str | None = N
     return LoadedModel(name=name, model=model, tokenizer=tokenizer)
 
 
-def load_with_adapter(name: str, adapter: str | None = None, **kwargs) -> LoadedModel:
-    """Load a model and, when given, a peft adapter on top of it (kept separate, not merged)."""
+def load_with_adapter(name: str, adapter: str | None = None, trainable: bool = False, **kwargs) -> LoadedModel:
+    """Load a model and, when given, a peft adapter on top of it (kept separate, not merged).
+    ``trainable``: the adapter's weights require grad (peft loads an adapter frozen otherwise)."""
     lm = load(name, **kwargs)
     if adapter:
         from peft import PeftModel
 
         if not Path(adapter).exists():
             raise ModelNotFoundError(f"Adapter directory not found: {adapter}")
-        lm.model = PeftModel.from_pretrained(lm.model, adapter)
+        lm.model = PeftModel.from_pretrained(lm.model, adapter, is_trainable=trainable)
         lm.model.eval()
     return lm
 

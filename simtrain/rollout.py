@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, Sequence
 
 from simtrain.envs.personas import Persona
+from simtrain.envs.agents import AgentView
 from simtrain.envs.tasks import SHORT_REPLY, Task, opening_line
 from simtrain.dialogue import Dialogue, Turn
 from simtrain.generation import BatchContext, ChatFormat, HFGenerator, SamplingConfig
@@ -29,7 +30,7 @@ from simtrain.reporting import Reporter
 
 
 class Agent(Protocol):
-    def respond(self, conversations: list[list[dict]]) -> list[str]: ...
+    def respond(self, views: list[AgentView]) -> list[str]: ...
 
 
 @dataclass
@@ -166,7 +167,8 @@ class RolloutEngine:
         elif self._agent_ctx is not None:
             texts = self._local_agent_step(states)
         else:
-            texts = self.agent.respond([agent_messages(s.job.task, s.job.persona, s.turns) for s in states])
+            texts = self.agent.respond([AgentView(s.job.task, s.job.persona, sum(t.speaker == "agent" for t in s.turns),
+                                                  agent_messages(s.job.task, s.job.persona, s.turns)) for s in states])
         for s, text in zip(states, texts):
             if s.prompt_ids is not None:  # the simulator has spoken: extend its continuation
                 before = simulator_messages(s.job.task, s.job.persona, s.turns, self.reminder)
@@ -231,7 +233,7 @@ def sampling_from(section, seed: int | None) -> SamplingConfig:
 def build_engine(cfg, simulator=None, reporter: Reporter | None = None) -> RolloutEngine:
     """Build the engine a RunConfig describes. ``simulator`` may be an already loaded
     ``LoadedModel`` (the trainer passes its policy); otherwise it is loaded from config."""
-    from simtrain.envs.agents import HFAgent, OpenAIAgent
+    from simtrain.envs.agents import HFAgent, OpenAIAgent, QuestionBankAgent
     from simtrain import models
     from simtrain.openai_client import EndpointConfig
 
@@ -241,7 +243,9 @@ def build_engine(cfg, simulator=None, reporter: Reporter | None = None) -> Rollo
     sim_gen = HFGenerator(simulator.model, simulator.tokenizer)
     a = cfg.agent
     agent_sampling = sampling_from(a.sampling, cfg.rollout.seed)
-    if a.kind == "openai":
+    if a.kind == "bank":
+        agent = QuestionBankAgent()
+    elif a.kind == "openai":
         if not a.base_url:
             raise ValueError("agent.kind is 'openai' but agent.base_url is not set")
         agent = OpenAIAgent(EndpointConfig(base_url=a.base_url, model=a.model or "default", api_key_env=a.api_key_env,

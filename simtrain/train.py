@@ -6,8 +6,9 @@ The data flow of one optimizer step, in order:
    ``num_generations`` times, so each persona's dialogues form one GRPO group);
 2. the Ray rollout workers play those dialogues against the task agent with the current
    policy weights and return token ids, the simulator-only ``env_mask`` and log-probs;
-3. the reward functions (one :class:`~rewards.scoring.Scorer` shared by all of them) score the
-   dialogues once: the three consistency metrics and the guards, weighted in TRL;
+3. the reward functions (one :class:`~simtrain.rewards.scoring.Scorer` shared by all of them)
+   score the dialogues once with graded values (1 - P(problem) per line): the three
+   consistency metrics and the guards, weighted in TRL;
 4. GRPOTrainer updates the policy (LoRA by default) on the simulator's tokens only;
 5. a callback pushes the new weights to the workers with the step number as version, and
    logs per-step metrics to wandb (offline by default) and ``metrics.jsonl``.
@@ -40,82 +41,19 @@ class StepTimes:
     sim_tokens: int = 0
 
 
-class StepRewards:
-    """TRL reward functions backed by one Scorer: the first reward called in a step scores the
-    whole batch once; each function then returns its own column. It also logs the step's
-    consistency, drift curve, guard statistics and reduction against the step-0 baseline."""
-
-    def __init__(self, scorer: Scorer, times: StepTimes, baseline_path: Path, log_dialogues: int = 4):
-        self.scorer = scorer
-        self.times = times
-        self.baseline_path = baseline_path
-        self.baseline = json.loads(baseline_path.read_text()) if baseline_path.exists() else None
-        self.log_dialogues = log_dialogues
-        self._key: tuple | None = None
-        self._values: dict = {}
-        self.last_dialogues: list[Dialogue] = []
-
-    def functions(self) -> list:
-        return [self._column(name) for name in self.scorer.names]
-
-    def _column(self, name: str):
-        def reward(prompts=None, completions=None, dialogues=None, log_metric=None, log_extra=None, **kw):
-            self._ensure(dialogues, log_metric, log_extra)
-            return self._values[name]
-
-        reward.__name__ = name
-        return reward
-
-    def _ensure(self, dialogues: Sequence[Dialogue], log_metric, log_extra) -> None:
-        key = tuple(id(d) for d in dialogues)
-        if key == self._key:
-            return
-        t0 = time.perf_counter()
-        self._values = self.scorer.score(dialogues)
-        self.times.scoring = time.perf_counter() - t0
-        self._key = key
-        self.last_dialogues = list(dialogues)
-        summary = summarize(dialogues, self._values)
-        if self.baseline is None:  # the first scored step is the baseline for "reduction"
-            self.baseline = {m: summary["means"].get(m) for m in CONSISTENCY}
-            self.baseline_path.write_text(json.dumps(self.baseline))
-        if log_metric is None:
-            return
-        from simtrain.evaluate import reduction
-
-        for m in CONSISTENCY:
-            v = summary["means"].get(m)
-            if v is not None:
-                log_metric(f"consistency/{m}", v)
-                red = reduction(self.baseline.get(m), v)
-                if red is not None and red != float("-inf"):
-                    log_metric(f"reduction/{m}", red)
-            for k, c in enumerate(summary["drift"].get(m, [])):
-                if c is not None:
-                    log_metric(f"drift/{m}/line_{k + 1}", c)
-        for g, v in summary["guards"].items():
-            if v is not None:
-                log_metric(f"guards/{g}", v)
-        versions = [d.meta.get("policy_version") for d in dialogues if d.meta.get("policy_version") is not None]
-        if versions:
-            log_metric("rollout/policy_version", mean(versions))
-        if log_extra is not None:
-            log_extra("persona", [d.persona.get("id") for d in dialogues])
-            log_extra("verdicts", [json.dumps({n: [t.extra.get("scores", {}).get(n) for t in d.turns if t.speaker == "simulator"]
-                                               for n in CONSISTENCY}) for d in dialogues])
+# --- 1. rollout ---------------------------------------------------------------------------
 
 
 def make_rollout_func(run_rollout, jobs_by_key: dict[str, RolloutJob], base_seed: int | None, times: StepTimes):
-    """The ``rollout_func`` TRL calls: one dialogue per prompt received, in order."""
+    """The ``rollout_func`` TRL calls: one dialogue per prompt received, in order (TRL has
+    already repeated each prompt ``num_generations`` times, so a group is consecutive)."""
 
     def rollout_func(prompts: list, trainer) -> dict:
         step = trainer.state.global_step
-        jobs = []
-        for j, key in enumerate(prompts):
-            job = jobs_by_key[key]
-            jobs.append(RolloutJob(job.task, job.persona, f"{key}/step{step}/g{j}", {"step": step}))
+        jobs = [RolloutJob(jobs_by_key[key].task, jobs_by_key[key].persona, f"{key}/step{step}/g{j}", {"step": step})
+                for j, key in enumerate(prompts)]
         t0 = time.perf_counter()
-        dialogues = run_rollout(jobs, None if base_seed is None else base_seed + 1000 * step)
+        dialogues = run_rollout(jobs, None if base_seed is None else base_seed + 1000 * step, trainer)
         times.rollout = time.perf_counter() - t0
         times.sim_tokens = sum(sum(d.env_mask) for d in dialogues)
         return {
@@ -129,13 +67,203 @@ def make_rollout_func(run_rollout, jobs_by_key: dict[str, RolloutJob], base_seed
     return rollout_func
 
 
-def _callbacks(pool, times: StepTimes, metrics_path: Path, rewards: StepRewards, reporter: Reporter):
+class LocalRollout:
+    """Rollouts in the learner process (``train.num_rollout_workers: 0``): the trainer's own
+    model generates, in eval mode, with the engine built on first use."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.engine = None
+
+    def __call__(self, jobs, seed, trainer) -> list[Dialogue]:
+        from simtrain import models
+        from simtrain.rollout import build_engine
+
+        model = trainer.model
+        if self.engine is None:
+            self.engine = build_engine(self.cfg, simulator=models.LoadedModel(self.cfg.simulator.name, model,
+                                                                             trainer.processing_class))
+        self.engine.sampling.seed = seed
+        was_training = model.training
+        model.eval()
+        try:
+            dialogues = self.engine.run(jobs)
+        finally:
+            model.train(was_training)
+        for d in dialogues:
+            d.meta["policy_version"] = trainer.state.global_step
+        return dialogues
+
+
+# --- 2. score -----------------------------------------------------------------------------
+
+
+def fill_group_gaps(values: Sequence[float | None], group_size: int) -> list[float | None]:
+    """A dialogue a reward could not judge (e.g. no Q&A probe addressed) takes its group's mean
+    for that reward, so it gets no advantage from it either way. TRL would sum a None as 0,
+    which punishes the dialogue for something it was never judged on."""
+    out = list(values)
+    for g in range(0, len(out), group_size):
+        group = [v for v in out[g:g + group_size] if v is not None]
+        if group:
+            m = sum(group) / len(group)
+            out[g:g + group_size] = [m if v is None else v for v in out[g:g + group_size]]
+    return out
+
+
+def group_spread(values: Sequence[float | None], group_size: int) -> tuple[float | None, float | None]:
+    """(mean within-group standard deviation, fraction of groups with zero spread). A group with
+    zero spread in every reward carries no GRPO advantage: the step learns nothing from it."""
+    stds = []
+    for g in range(0, len(values), group_size):
+        group = [v for v in values[g:g + group_size] if v is not None]
+        if len(group) >= 2:
+            m = sum(group) / len(group)
+            stds.append((sum((v - m) ** 2 for v in group) / len(group)) ** 0.5)
+    if not stds:
+        return None, None
+    return sum(stds) / len(stds), sum(s < 1e-6 for s in stds) / len(stds)
+
+
+class StepScores:
+    """TRL reward functions backed by one Scorer. TRL calls each function with the same batch;
+    the first call of a step scores it once (graded values, gaps filled per group), and each
+    function returns its column. ``last`` keeps the scored batch for the step's metrics."""
+
+    def __init__(self, scorer: Scorer, group_size: int, times: StepTimes):
+        self.scorer = scorer
+        self.group_size = group_size
+        self.times = times
+        self._key: tuple | None = None
+        self.graded: dict[str, list[float | None]] = {}
+        self.last: list[Dialogue] = []
+
+    def functions(self) -> list:
+        return [self._column(name) for name in self.scorer.names]
+
+    def _column(self, name: str):
+        def reward(prompts=None, completions=None, dialogues=None, **kw):
+            self.score(dialogues)
+            return fill_group_gaps(self.graded[name], self.group_size)
+
+        reward.__name__ = name
+        return reward
+
+    def score(self, dialogues: Sequence[Dialogue]) -> None:
+        key = tuple(id(d) for d in dialogues)
+        if key == self._key:
+            return
+        t0 = time.perf_counter()
+        self.graded = self.scorer.score(dialogues, graded=True)
+        self.times.scoring = time.perf_counter() - t0
+        self._key, self.last = key, list(dialogues)
+
+
+# --- 4. log -------------------------------------------------------------------------------
+
+
+def step_metrics(dialogues: Sequence[Dialogue], graded: dict[str, list[float | None]], group_size: int,
+                 baseline: dict | None) -> dict[str, float]:
+    """The step's metrics: consistency verdicts (as reports count them) and the graded reward
+    per metric, each reward's within-group spread and zero-spread fraction, the drift curve
+    (verdicts per line index), guard statistics, reduction against the first step."""
+    from simtrain.evaluate import reduction
+
+    verdicts = {n: [d.meta.get("scores", {}).get(n) for d in dialogues] for n in graded if n != "composite"}
+    summary = summarize(dialogues, verdicts)
+    out: dict[str, float] = {}
+    for m in CONSISTENCY:
+        v = summary["means"].get(m)
+        if v is None:
+            continue
+        out[f"consistency/{m}"] = v
+        red = reduction((baseline or {}).get(m, v), v)  # the first step is its own baseline
+        if isinstance(red, float):  # wandb charts numbers; "worse from zero" stays out
+            out[f"reduction/{m}"] = red
+        for k, c in enumerate(summary["drift"].get(m, [])):
+            if c is not None:
+                out[f"drift/{m}/line_{k + 1}"] = c
+    for name, values in graded.items():
+        if name == "composite":
+            continue
+        if (g := mean(values)) is not None:
+            out[f"graded/{name}"] = g
+        spread, zero = group_spread(values, group_size)
+        if spread is not None:
+            out[f"spread/{name}"] = spread
+            out[f"zero_spread/{name}"] = zero
+    for g, v in summary["guards"].items():
+        if v is not None:
+            out[f"guards/{g}"] = v
+    versions = [d.meta.get("policy_version") for d in dialogues if d.meta.get("policy_version") is not None]
+    if versions:
+        out["rollout/policy_version"] = mean(versions)
+    return out
+
+
+class StepLog:
+    """What a logged step adds to TRL's logs (through the trainer's ``log``, so wandb and every
+    callback see it), and the step's line in ``metrics.jsonl`` and on the reporter."""
+
+    def __init__(self, run_dir: Path, scores: StepScores, times: StepTimes, reporter: Reporter, pool=None,
+                 check=None, log_dialogues: int = 4):
+        self.metrics_path = run_dir / "metrics.jsonl"
+        self.baseline_path = run_dir / "baseline.json"
+        self.baseline = json.loads(self.baseline_path.read_text()) if self.baseline_path.exists() else None
+        self.scores, self.times, self.reporter, self.pool, self.check = scores, times, reporter, pool, check
+        self.log_dialogues = log_dialogues
+
+    def extras(self, step: int) -> dict:
+        out = step_metrics(self.scores.last, self.scores.graded, self.scores.group_size, self.baseline)
+        if self.baseline is None:  # the first step is the baseline for "reduction"
+            self.baseline = {m: out.get(f"consistency/{m}") for m in CONSISTENCY}
+            self.baseline_path.write_text(json.dumps(self.baseline))
+        t = self.times
+        out.update({"time/rollout_s": round(t.rollout, 3), "time/scoring_s": round(t.scoring, 3),
+                    "time/update_s": round(t.update, 3),
+                    "time/sim_tokens_per_s": round(t.sim_tokens / t.rollout, 2) if t.rollout else 0.0})
+        if self.pool is not None:
+            out["rollout/worker_restarts"] = self.pool.restarts
+        if self.check is not None:
+            out.update(self.check.maybe_run(step, self.reporter))
+        return out
+
+    def write(self, step: int, logs: dict) -> None:
+        with self.metrics_path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"step": step, **logs}) + "\n")
+        self.reporter.log(f"step {step}: reward {logs.get('reward', float('nan')):.3f} "
+                          + " ".join(f"{m} {logs[f'consistency/{m}']:.3f}" for m in CONSISTENCY
+                                     if f"consistency/{m}" in logs)
+                          + " | zero-spread groups " + " ".join(
+                              f"{m} {logs[f'zero_spread/{m}']:.0%}" for m in CONSISTENCY if f"zero_spread/{m}" in logs)
+                          + f" | rollout {self.times.rollout:.1f}s scoring {self.times.scoring:.1f}s")
+        self._table(step)
+
+    def _table(self, step: int) -> None:
+        try:
+            import wandb
+        except ImportError:
+            return
+        if wandb.run is None or not self.scores.last:
+            return
+        table = wandb.Table(columns=["step", "dialogue", "persona", "line", "text", *CONSISTENCY])
+        for d in self.scores.last[: self.log_dialogues]:
+            for k, t in enumerate(x for x in d.turns if x.speaker == "simulator"):
+                s = t.extra.get("scores", {})
+                table.add_data(step, d.id, d.persona.get("id"), k + 1, t.text, *(s.get(m) for m in CONSISTENCY))
+        wandb.log({"dialogues": table}, commit=False)
+
+
+# --- 3. update and push -------------------------------------------------------------------
+
+
+def _callback(pool, times: StepTimes, step_log: StepLog):
     from transformers import TrainerCallback
 
     from simtrain.workers import trainable_state
 
     class SimtrainCallback(TrainerCallback):
-        """Weight sync to the workers, step timing, metrics.jsonl, wandb dialogue table."""
+        """Pushes the weights to the workers after every update; times the step; writes the step's log."""
 
         def on_train_begin(self, args, state, control, model=None, **kw):
             if pool is not None:  # after a resume the checkpoint weights are loaded by now
@@ -147,47 +275,19 @@ def _callbacks(pool, times: StepTimes, metrics_path: Path, rewards: StepRewards,
         def on_step_end(self, args, state, control, model=None, **kw):
             if pool is not None:
                 pool.push(trainable_state(model), state.global_step)
-            total = time.perf_counter() - times.start
-            times.update = max(0.0, total - times.rollout - times.scoring)
+            times.update = max(0.0, time.perf_counter() - times.start - times.rollout - times.scoring)
 
         def on_log(self, args, state, control, logs=None, **kw):
-            if logs is None or ("loss" not in logs and "reward" not in logs):  # e.g. the final summary
-                return
-            logs["time/rollout_s"] = round(times.rollout, 3)
-            logs["time/scoring_s"] = round(times.scoring, 3)
-            logs["time/update_s"] = round(times.update, 3)
-            logs["time/sim_tokens_per_s"] = round(times.sim_tokens / times.rollout, 2) if times.rollout else 0.0
-            if pool is not None:
-                logs["rollout/worker_restarts"] = pool.restarts
-            with metrics_path.open("a", encoding="utf-8") as fh:
-                fh.write(json.dumps({"step": state.global_step, **logs}) + "\n")
-            reporter.log(f"step {state.global_step}: reward {logs.get('reward', float('nan')):.3f} "
-                         + " ".join(f"{m} {logs[f'consistency/{m}']:.3f}" for m in CONSISTENCY
-                                    if f"consistency/{m}" in logs)
-                         + f" | rollout {times.rollout:.1f}s scoring {times.scoring:.1f}s")
-            self._table(state)
+            if logs is not None and ("loss" in logs or "reward" in logs):  # not the final summary
+                step_log.write(state.global_step, logs)
 
-        def _table(self, state):
-            try:
-                import wandb
-            except ImportError:
-                return
-            if wandb.run is None or not rewards.last_dialogues:
-                return
-            table = wandb.Table(columns=["step", "dialogue", "persona", "line", "text", *CONSISTENCY])
-            for d in rewards.last_dialogues[: rewards.log_dialogues]:
-                for k, t in enumerate(x for x in d.turns if x.speaker == "simulator"):
-                    s = t.extra.get("scores", {})
-                    table.add_data(state.global_step, d.id, d.persona.get("id"), k + 1, t.text, *(s.get(m) for m in CONSISTENCY))
-            wandb.log({"dialogues": table}, commit=False)
-
-    return [SimtrainCallback()]
+    return SimtrainCallback()
 
 
 def _trainer_class():
-    """GRPOTrainer whose checkpoints appear atomically: each is written to a staging folder and
+    """GRPOTrainer whose checkpoints appear atomically (each is written to a staging folder and
     renamed into place, so a run killed mid-save never leaves a half checkpoint that
-    ``--resume`` would pick up."""
+    ``--resume`` would pick up), and whose logs carry simtrain's step metrics."""
     import shutil
 
     from transformers.trainer_utils import rotate_checkpoints
@@ -196,6 +296,12 @@ def _trainer_class():
     class AtomicCheckpointGRPOTrainer(GRPOTrainer):
         _staging: Path | None = None
         _simtrain_base: str = ""
+        _step_log: StepLog | None = None
+
+        def log(self, logs, *args, **kwargs):  # the public hook: what we add reaches every callback
+            if self._step_log is not None and ("loss" in logs or "reward" in logs):
+                logs.update(self._step_log.extras(self.state.global_step))
+            super().log(logs, *args, **kwargs)
 
         def _get_output_dir(self, trial):  # transformers asks this where checkpoint-N goes
             return str(self._staging) if self._staging else super()._get_output_dir(trial)
@@ -239,23 +345,37 @@ class TrainResult:
     worker_restarts: int
 
 
-def train(cfg=None, resume: str | Path | None = None, reporter: Reporter | None = None,
-          overrides: dict | None = None, callbacks: Sequence = ()) -> TrainResult:
-    """Train the simulator as ``cfg`` says. With ``resume``, continue the run in that folder
-    from its last checkpoint, with the folder's saved config plus ``overrides`` (for example a
-    higher ``train.max_steps``). ``callbacks`` are extra transformers ``TrainerCallback``s."""
+def grpo_config(cfg, run_dir: Path, reward_weights: list[float]):
+    """TRL's GRPOConfig for a run: what simtrain decides (batch = personas x generations, the
+    sampler's temperature, logging, saving, the device) plus ``train.trl``, TRL's own options
+    passed through as they are (they win)."""
     import torch
-    from datasets import Dataset
-    from transformers.trainer_utils import get_last_checkpoint
-    from transformers import PrinterCallback
     from trl import GRPOConfig
 
-    from simtrain import models
-    from simtrain.config import load_config
-    from simtrain.rollout import build_engine, make_jobs
-    from simtrain.workers import WorkerPool, lora_config
+    t, s = cfg.train, cfg.rollout.sampling
+    return GRPOConfig(**{
+        "output_dir": str(run_dir), "max_steps": t.max_steps, "num_generations": t.num_generations,
+        "per_device_train_batch_size": t.personas_per_step * t.num_generations, "gradient_accumulation_steps": 1,
+        "learning_rate": t.learning_rate, "lr_scheduler_type": t.lr_scheduler_type, "warmup_steps": 0,
+        "loss_type": t.loss_type, "beta": t.beta, "epsilon": t.epsilon, "scale_rewards": t.scale_rewards,
+        "multi_objective_aggregation": t.multi_objective_aggregation, "reward_weights": reward_weights,
+        "temperature": s.temperature if s.temperature > 0 else 1.0,  # must match the sampler for log-probs
+        "max_completion_length": cfg.rollout.num_utterances * max(s.max_new_tokens, cfg.agent.sampling.max_new_tokens) * 2 + 256,
+        "max_grad_norm": t.max_grad_norm, "logging_steps": 1, "save_strategy": "steps", "save_steps": t.save_steps,
+        "save_total_limit": t.save_total_limit, "report_to": ["wandb"] if t.wandb else [], "run_name": cfg.name,
+        "seed": t.seed, "use_cpu": not torch.cuda.is_available(), "bf16": cfg.simulator.dtype == "bfloat16",
+        "log_completions": bool(t.wandb and t.log_dialogues), "num_completions_to_print": 0, "disable_tqdm": True,
+        "remove_unused_columns": False, **t.trl})
 
-    reporter = reporter or Reporter()
+
+def prepare_run_dir(cfg, resume, overrides, reporter: Reporter):
+    """(config, absolute run folder, checkpoint to resume or None). The folder is made absolute
+    before any worker starts: under ``ray job submit`` a relative path would land in Ray's
+    temporary working directory."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    from simtrain.config import load_config
+
     checkpoint = None
     if resume:
         run_dir = Path(resume)
@@ -266,14 +386,36 @@ def train(cfg=None, resume: str | Path | None = None, reporter: Reporter | None 
         if checkpoint is None:
             raise FileNotFoundError(f"{run_dir} has no checkpoint to resume from")
         reporter.log(f"resuming from {checkpoint}")
-    run_dir = cfg.run_dir()
+    run_dir = cfg.run_dir().resolve()
+    cfg = cfg.model_copy(update={"output_dir": str(run_dir)})
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(cfg.to_yaml())
-    os.environ.setdefault("WANDB_MODE", cfg.train.wandb_mode or "offline")
-    os.environ.setdefault("WANDB_DIR", str(run_dir))
-    os.environ.setdefault("WANDB_PROJECT", cfg.train.wandb_project)
-    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    reporter.log(f"run folder: {run_dir}")
+    return cfg, run_dir, checkpoint
+
+
+def train(cfg=None, resume: str | Path | None = None, reporter: Reporter | None = None,
+          overrides: dict | None = None, callbacks: Sequence = ()) -> TrainResult:
+    """Train the simulator as ``cfg`` says. With ``resume``, continue the run in that folder
+    from its last checkpoint, with the folder's saved config plus ``overrides`` (for example a
+    higher ``train.max_steps``). ``callbacks`` are extra transformers ``TrainerCallback``s.
+
+    One step, in order: rollout (``make_rollout_func``) -> score (``StepScores``) -> update
+    (TRL) -> push (``_callback``) -> log (``StepLog``)."""
+    from datasets import Dataset
+    from transformers import PrinterCallback
+
+    from simtrain import models
+    from simtrain.rollout import make_jobs
+    from simtrain.workers import WorkerPool, lora_config
+
+    reporter = reporter or Reporter()
+    cfg, run_dir, checkpoint = prepare_run_dir(cfg, resume, overrides, reporter)
     t = cfg.train
+    os.environ.setdefault("WANDB_MODE", t.wandb_mode or "offline")
+    os.environ.setdefault("WANDB_DIR", str(run_dir))
+    os.environ.setdefault("WANDB_PROJECT", t.wandb_project)
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 
     # Data: one row per persona; the prompt is a key the rollout function maps back to a job.
     jobs = make_jobs(cfg.model_copy(update={"rollout": cfg.rollout.model_copy(update={"dialogues_per_persona": 1})}),
@@ -283,90 +425,36 @@ def train(cfg=None, resume: str | Path | None = None, reporter: Reporter | None 
     jobs_by_key = {j.id.rsplit("/", 1)[0]: j for j in jobs}
     dataset = Dataset.from_list([{"prompt": k} for k in jobs_by_key])
 
+    # A given adapter is trained further, so it must load trainable (peft loads it frozen otherwise).
     policy = models.load_with_adapter(cfg.simulator.name, cfg.simulator.adapter, dtype=cfg.simulator.dtype,
-                                      trust_remote_code=cfg.simulator.trust_remote_code)
+                                      trust_remote_code=cfg.simulator.trust_remote_code, trainable=True)
     times = StepTimes()
     pool = None
     if t.num_rollout_workers > 0:
         reporter.log(f"starting {t.num_rollout_workers} Ray rollout worker(s)")
-        pool = WorkerPool(cfg, t.num_rollout_workers, reporter, max_restarts=t.worker_max_restarts)
-        run_rollout = pool.rollout
+        pool = WorkerPool(cfg, t.num_rollout_workers, reporter, max_restarts=t.worker_max_restarts,
+                          timeout_s=t.worker_timeout_s)
+        run_rollout = lambda batch, seed, trainer: pool.rollout(batch, seed)  # noqa: E731
     else:
-        engine_holder: dict = {}
-
-        def run_rollout(batch, seed):  # in-process: the trainer's own model generates
-            model = trainer.model
-            if "engine" not in engine_holder:
-                engine_holder["engine"] = build_engine(cfg, simulator=models.LoadedModel(cfg.simulator.name, model,
-                                                                                          policy.tokenizer))
-            engine = engine_holder["engine"]
-            engine.sampling.seed = seed
-            was_training = model.training
-            model.eval()
-            try:
-                ds = engine.run(batch)
-            finally:
-                model.train(was_training)
-            for d in ds:
-                d.meta["policy_version"] = trainer.state.global_step
-            return ds
+        run_rollout = LocalRollout(cfg)
 
     scorer = Scorer.from_config(cfg, default_cache=str(run_dir / "judge_cache.jsonl"))
-    rewards = StepRewards(scorer, times, run_dir / "baseline.json", t.log_dialogues)
-    weights = scorer.weights
-
-    batch = t.personas_per_step * t.num_generations
-    s = cfg.rollout.sampling
-    args = GRPOConfig(
-        output_dir=str(run_dir),
-        max_steps=t.max_steps,
-        per_device_train_batch_size=batch,
-        gradient_accumulation_steps=1,
-        num_generations=t.num_generations,
-        learning_rate=t.learning_rate,
-        lr_scheduler_type=t.lr_scheduler_type,
-        warmup_steps=0,
-        loss_type=t.loss_type,
-        beta=t.beta,
-        epsilon=t.epsilon,
-        scale_rewards=t.scale_rewards,
-        multi_objective_aggregation=t.multi_objective_aggregation,
-        reward_weights=weights,
-        temperature=s.temperature if s.temperature > 0 else 1.0,  # must match the sampler for log-probs
-        max_completion_length=cfg.rollout.num_utterances * max(s.max_new_tokens, cfg.agent.sampling.max_new_tokens) * 2 + 256,
-        max_grad_norm=t.max_grad_norm,
-        logging_steps=1,
-        save_strategy="steps",
-        save_steps=t.save_steps,
-        save_total_limit=t.save_total_limit,
-        report_to=["wandb"] if t.wandb else [],
-        run_name=cfg.name,
-        seed=t.seed,
-        use_cpu=not torch.cuda.is_available(),
-        bf16=cfg.simulator.dtype == "bfloat16",
-        log_completions=bool(t.wandb and t.log_dialogues),
-        num_completions_to_print=0,
-        disable_tqdm=True,
-        remove_unused_columns=False,
-    )
+    scores = StepScores(scorer, t.num_generations, times)
+    step_log = StepLog(run_dir, scores, times, reporter, pool, None, t.log_dialogues)
     trainer = _trainer_class()(
         model=policy.model,
-        reward_funcs=rewards.functions(),
-        args=args,
+        reward_funcs=scores.functions(),
+        args=grpo_config(cfg, run_dir, scorer.weights),
         train_dataset=dataset,
         processing_class=policy.tokenizer,
         peft_config=lora_config(t) if t.lora and not cfg.simulator.adapter else None,
         rollout_func=make_rollout_func(run_rollout, jobs_by_key, cfg.rollout.seed, times),
     )
     trainer._simtrain_base = cfg.simulator.name
+    trainer._step_log = step_log
     trainer.remove_callback(PrinterCallback)  # our reporter prints a one-line summary per step
-    for cb in callbacks:
+    for cb in (*callbacks, _callback(pool, times, step_log)):
         trainer.add_callback(cb)
-    for cb in _callbacks(pool, times, run_dir / "metrics.jsonl", rewards, reporter):
-        trainer.add_callback(cb)
-        # Run first, so the time/* fields we add in on_log reach wandb too.
-        trainer.callback_handler.callbacks.remove(cb)
-        trainer.callback_handler.callbacks.insert(0, cb)
     try:
         trainer.train(resume_from_checkpoint=checkpoint)
         final = run_dir / "final"

@@ -59,6 +59,13 @@ class RolloutWorker:
         self.version = 0
 
     def set_weights(self, state: dict, version: int) -> int:
+        """Load the learner's weights. The keys must match exactly: peft loads non-strictly, so a
+        wrong or empty state would otherwise leave the worker on old weights without a word."""
+        expected = trainable_state(self.lm.model).keys()
+        missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+        if missing or unexpected:
+            raise ValueError(f"weight push to worker {self.worker_id}: {len(missing)} missing keys "
+                             f"{missing[:3]}, {len(unexpected)} unexpected keys {unexpected[:3]}")
         if hasattr(self.lm.model, "peft_config"):
             from peft import set_peft_model_state_dict
 
@@ -79,6 +86,19 @@ class RolloutWorker:
     def info(self) -> dict:
         return {"worker": self.worker_id, "version": self.version, "pid": os.getpid()}
 
+    def sequence_logprobs(self, ids: list[int]) -> list[float]:
+        """Log-prob of each token of ``ids`` after its prefix (checks that a push took effect)."""
+        return sequence_logprobs(self.lm.model, ids)
+
+
+def sequence_logprobs(model, ids: list[int]) -> list[float]:
+    import torch
+
+    x = torch.tensor([ids], device=next(model.parameters()).device)
+    with torch.no_grad():
+        logits = model(input_ids=x).logits[0, :-1].float()
+    return torch.log_softmax(logits, -1).gather(1, x[0, 1:, None])[:, 0].tolist()
+
 
 def init_ray(address: str | None = None) -> None:
     """Attach to ``address`` / ``RAY_ADDRESS``, or start an embedded local Ray."""
@@ -97,13 +117,15 @@ def init_ray(address: str | None = None) -> None:
 class WorkerPool:
     """Rollout actors driven by the learner (the one controller)."""
 
-    def __init__(self, cfg, num_workers: int, reporter: Reporter | None = None, max_restarts: int = 3):
+    def __init__(self, cfg, num_workers: int, reporter: Reporter | None = None, max_restarts: int = 3,
+                 timeout_s: float = 1800.0):
         import ray
 
         init_ray(cfg.train.ray_address)
         self.cfg_dict = cfg.model_dump(mode="json")
         self.reporter = reporter or Reporter()
-        self.max_restarts = max_restarts
+        self.max_restarts = max_restarts  # per worker, per call (one rollout or push: one step)
+        self.timeout_s = timeout_s  # every wait on a worker ends by then; a hung worker is restarted
         self.restarts = 0
         cpus = int(ray.available_resources().get("CPU", 1))
         self.threads = max(1, cpus // max(1, num_workers))
@@ -133,15 +155,15 @@ class WorkerPool:
 
     def _call_all(self, make_call) -> list:
         import ray
-        from ray.exceptions import RayActorError
+        from ray.exceptions import GetTimeoutError, RayActorError
 
         out = []
         for i in range(len(self.workers)):
             for _ in range(self.max_restarts + 1):
                 try:
-                    out.append(ray.get(make_call(self.workers[i])))
+                    out.append(ray.get(make_call(self.workers[i]), timeout=self.timeout_s))
                     break
-                except RayActorError:
+                except (RayActorError, GetTimeoutError):
                     self._restart(i)
             else:
                 raise RuntimeError(f"rollout worker {i} keeps dying; giving up after {self.max_restarts} restarts")
@@ -150,10 +172,8 @@ class WorkerPool:
     def _restart(self, i: int) -> None:
         import ray
 
-        self.restarts += 1
-        if self.restarts > self.max_restarts * max(1, len(self.workers)):
-            raise RuntimeError(f"rollout workers died {self.restarts} times; giving up")
-        self.reporter.log(f"rollout worker {i} died; restarting it (restart {self.restarts})")
+        self.restarts += 1  # the total, for the logs; the cap counts per call (see _call_all, rollout)
+        self.reporter.log(f"rollout worker {i} died or hung; restarting it (restart {self.restarts})")
         try:
             ray.kill(self.workers[i])
         except Exception:  # already gone
@@ -161,12 +181,12 @@ class WorkerPool:
         self.generation[i] += 1
         self.workers[i] = self._start(i)
         if self.weights_ref is not None:
-            ray.get(self.workers[i].set_weights.remote(self.weights_ref, self.version))
+            ray.get(self.workers[i].set_weights.remote(self.weights_ref, self.version), timeout=self.timeout_s)
 
     def rollout(self, jobs: Sequence[RolloutJob], seed: int | None) -> list[Dialogue]:
         """Split jobs across workers, regenerate a dead worker's share, return dialogues in order."""
         import ray
-        from ray.exceptions import RayActorError
+        from ray.exceptions import GetTimeoutError, RayActorError
 
         n = len(self.workers)
         shares = [list(range(i, len(jobs), n)) for i in range(n)]
@@ -180,10 +200,10 @@ class WorkerPool:
         while pending:
             i, ref = next(iter(pending.items()))
             try:
-                for k, d in zip(shares[i], ray.get(ref)):
+                for k, d in zip(shares[i], ray.get(ref, timeout=self.timeout_s)):
                     results[k] = d
                 del pending[i]
-            except RayActorError:
+            except (RayActorError, GetTimeoutError):
                 tries[i] += 1
                 if tries[i] > self.max_restarts:
                     raise RuntimeError(f"rollout worker {i} died {tries[i]} times in one rollout; giving up") from None

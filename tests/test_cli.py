@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).parent.parent
 SMOKE = str(ROOT / "configs" / "smoke.yaml")
 
@@ -59,3 +61,13 @@ def test_bad_inputs_fail_clearly(tmp_path):
     assert r.returncode == 2 and "reward path 'nope:f': cannot import module 'nope'" in r.stderr
     r = simtrain("train", "--resume", str(tmp_path))
     assert r.returncode == 2 and "not a simtrain run folder" in r.stderr
+
+
+def test_reduction_from_a_clean_base_reads_as_words_not_minus_infinity():
+    from simtrain.evaluate import WORSE_FROM_ZERO, fmt_score, reduction
+
+    assert reduction(0.8, 0.9) == pytest.approx(0.5)
+    assert reduction(1.0, 1.0) == 0.0
+    assert reduction(1.0, 0.9) == WORSE_FROM_ZERO
+    assert fmt_score(reduction(1.0, 0.9), "+.1%") == "worse (base had no flagged line)"
+    assert reduction(None, 0.9) is None

@@ -1,6 +1,6 @@
 import torch
 
-from simtrain.envs.agents import HFAgent, OpenAIAgent
+from simtrain.envs.agents import AgentView, HFAgent, OpenAIAgent, QuestionBankAgent
 from simtrain.envs.personas import load_personas
 from simtrain.envs.tasks import get_task
 from simtrain.generation import HFGenerator, SamplingConfig
@@ -123,7 +123,7 @@ def test_real_embedded_model_produces_readable_dialogue(smol):
     assert sum(w.isascii() for w in words) / len(words) > 0.8
 
 
-def test_agent_shares_the_base_weights_with_the_adapter_disabled(tiny):
+def test_agent_shares_the_base_weights_with_the_adapter_disabled(tiny, persona):
     """One set of weights in memory: the simulator runs with its LoRA, the agent without it."""
     import copy
 
@@ -136,10 +136,26 @@ def test_agent_shares_the_base_weights_with_the_adapter_disabled(tiny):
     gen = HFGenerator(peft_model, tiny.tokenizer)
     greedy = SamplingConfig(temperature=0, max_new_tokens=6, seed=0)
     conv = [[{"role": "system", "content": "You are a therapist."}, {"role": "user", "content": "I feel tired."}]]
-    agent_line = HFAgent(gen, greedy).respond(conv)
-    base_line = HFAgent(HFGenerator(base, tiny.tokenizer), greedy).respond(conv)
+    view = [AgentView(get_task("therapy"), persona, 0, conv[0])]
+    agent_line = HFAgent(gen, greedy).respond(view)
+    base_line = HFAgent(HFGenerator(base, tiny.tokenizer), greedy).respond(view)
     prompt = HFAgent(gen, greedy).fmt.prompt_ids(conv[0])
     with_adapter = gen.generate([prompt], greedy, use_adapter=True)[0].token_ids
     without = gen.generate([prompt], greedy, use_adapter=False)[0].token_ids
     assert agent_line == base_line  # the agent is the base model
     assert with_adapter != without  # and the adapter really changes the simulator
+
+
+def test_question_bank_agent_asks_the_tasks_questions_in_order(tiny):
+    """agent.kind 'bank': after the fixed opening, the k-th agent line is the task's question k
+    with the persona's placeholders filled; the simulator still generates every one of its lines."""
+    gen = HFGenerator(tiny.model, tiny.tokenizer)
+    eng = RolloutEngine(gen, QuestionBankAgent(), SamplingConfig(temperature=1.0, max_new_tokens=6, seed=1),
+                        num_utterances=7)
+    [therapy, education] = eng.run(jobs(2))
+    for d, task in ((therapy, get_task("therapy")), (education, get_task("education"))):
+        agent = [t.text for t in d.turns if t.speaker == "agent"]
+        persona = load_personas(task.name, split="train")[0 if task.name == "therapy" else 1]
+        assert agent[1:] == [q.replace("{topic}", persona.facts.get("topic", "{topic}")) for q in task.questions[:3]]
+        assert len(d.simulator_lines()) == 3 and sum(d.env_mask) > 0
+    assert "{topic}" not in " ".join(t.text for t in education.turns)

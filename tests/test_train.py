@@ -29,24 +29,87 @@ def ray_session():
     ray.shutdown()
 
 
-def test_worker_pool_syncs_versions_and_recovers_a_killed_worker(tmp_path, ray_session):
+def learner_policy(cfg):
+    """What the learner trains: the smoke simulator with LoRA, its lora_B moved off zero so its
+    log-probs differ from a fresh worker's."""
+    import torch
+    from peft import get_peft_model
+
+    from simtrain import models
+    from simtrain.workers import lora_config
+
+    lm = models.load(cfg.simulator.name, device="cpu")
+    model = get_peft_model(lm.model, lora_config(cfg.train))
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)
+    return model.eval(), lm.tokenizer
+
+
+def test_worker_pool_pushes_real_weights_and_recovers_a_killed_worker(tmp_path, ray_session):
     import ray
 
     from simtrain.rollout import make_jobs
-    from simtrain.workers import WorkerPool
+    from simtrain.workers import WorkerPool, sequence_logprobs, trainable_state
 
     cfg = smoke(tmp_path, **{"train.num_rollout_workers": 2})
-    pool = WorkerPool(cfg, 2)
+    model, tok = learner_policy(cfg)
+    ids = tok("I have been sleeping badly since the move.")["input_ids"]
+    learner = sequence_logprobs(model, ids)
+    pool = WorkerPool(cfg, 2, timeout_s=300)
     try:
-        jobs = make_jobs(cfg) * 2
-        pool.push({}, 5)  # (an empty LoRA state changes nothing but the version)
+        before = ray.get(pool.workers[0].sequence_logprobs.remote(ids), timeout=300)
+        assert max(abs(a - b) for a, b in zip(before, learner)) > 1e-3  # the push has something to change
+        pool.push(trainable_state(model), 5)
         assert [i["version"] for i in pool.info()] == [5, 5]
+        for w in pool.workers:  # every worker now computes what the learner computes
+            after = ray.get(w.sequence_logprobs.remote(ids), timeout=300)
+            assert max(abs(a - b) for a, b in zip(after, learner)) < 1e-5
+
         ray.kill(ray.get_actor(pool.actor_name(1)))
+        jobs = make_jobs(cfg) * 2
         ds = pool.rollout(jobs, seed=0)
         assert pool.restarts == 1
         assert [d.id for d in ds] == [j.id for j in jobs]  # the dead worker's share was regenerated
         assert {d.meta["policy_version"] for d in ds} == {5}  # and the new worker got the current weights
         assert {d.meta["worker"] for d in ds} == {0, 1}
+        restarted = ray.get(pool.workers[1].sequence_logprobs.remote(ids), timeout=300)
+        assert max(abs(a - b) for a, b in zip(restarted, learner)) < 1e-5
+
+        # a push whose keys do not match the workers' fails loudly, and changes nothing
+        state = trainable_state(model)
+        with pytest.raises(Exception, match="missing keys"):
+            pool.push({k: v for k, v in list(state.items())[1:]}, 6)
+        with pytest.raises(Exception, match="unexpected keys"):
+            pool.push({**state, "base_model.model.lm_head.lora_A.weight": next(iter(state.values()))}, 6)
+        with pytest.raises(Exception, match="missing keys"):
+            pool.push({}, 6)
+        assert {i["version"] for i in pool.info()} == {5}
+    finally:
+        pool.shutdown()
+
+
+def test_a_hung_worker_times_out_into_the_restart_path(tmp_path, ray_session):
+    """A worker that stops answering (here: SIGSTOP, a real hang) is given up on after
+    ``worker_timeout_s``, restarted, and its share played again; the restart cap counts per
+    call, so two hangs in two steps pass a cap of 1."""
+    import os
+    import signal
+
+    from simtrain.rollout import make_jobs
+    from simtrain.workers import WorkerPool
+
+    cfg = smoke(tmp_path, **{"train.num_rollout_workers": 1})
+    pool = WorkerPool(cfg, 1, timeout_s=30, max_restarts=1)
+    try:
+        jobs = make_jobs(cfg)
+        for k in range(2):
+            os.kill(pool.info()[0]["pid"], signal.SIGSTOP)
+            ds = pool.rollout(jobs, seed=0)
+            assert [d.id for d in ds] == [j.id for j in jobs]
+            assert pool.restarts == k + 1
     finally:
         pool.shutdown()
 
@@ -83,8 +146,12 @@ def test_two_step_training_run_then_resume(tmp_path, ray_session, monkeypatch):
     for key in ("reward", "loss", "consistency/prompt_to_line", "consistency/line_to_line", "reduction/prompt_to_line",
                 "drift/prompt_to_line/line_1", "guards/mean_line_words", "guards/distinct_2",
                 "guards/question_only_rate", "time/rollout_s", "time/scoring_s", "time/update_s",
-                "time/sim_tokens_per_s", "rewards/prompt_to_line/mean", "rewards/guard_repetition/mean"):
+                "time/sim_tokens_per_s", "rewards/prompt_to_line/mean", "rewards/guard_repetition/mean",
+                "graded/prompt_to_line", "graded/line_to_line", "spread/prompt_to_line", "zero_spread/prompt_to_line"):
         assert key in rows[0], key
+    assert 0 <= rows[0]["zero_spread/prompt_to_line"] <= 1 and rows[0]["spread/prompt_to_line"] >= 0
+    # TRL's reward is the graded value (1 - P(problem)), not the thresholded verdict
+    assert rows[0]["rewards/prompt_to_line/mean"] == pytest.approx(rows[0]["graded/prompt_to_line"], abs=1e-6)
     # weights reach the workers after every step: step 1 ran version 0, step 2 version 1
     assert [r["rollout/policy_version"] for r in rows] == [0, 1]
     # the worker killed after step 1 was restarted and step 2 still ran
