@@ -41,6 +41,15 @@ def specs_from_config(cfg) -> list[RewardSpec]:
     return specs
 
 
+def second_judge_config(cfg):
+    """The config the Goodhart check scores with: ``cfg``'s consistency rewards (their args
+    kept), judged by ``cfg.check.judge``; the role rules in prompt-to-line only with
+    ``check.role``, so by default the second opinion shares nothing with the reward."""
+    rewards = [r.model_copy(update={"args": {**r.args, "role": cfg.check.role}}) if r.name == "prompt_to_line" else r
+               for r in cfg.rewards if r.name in CONSISTENCY]
+    return cfg.model_copy(update={"judge": cfg.check.judge, "rewards": rewards})
+
+
 @dataclass
 class Scorer:
     """Rewards bound to a judge. ``score`` annotates dialogues in place and returns per-reward values."""

@@ -142,6 +142,19 @@ class TrainConfig(_Section):
     seed: int = Field(0, description="Seed for the trainer (data order, initialisation).")
 
 
+class CheckConfig(_Section):
+    """The Goodhart check: a second judge, one that is not the reward, scores the same metrics.
+    Training plays a fixed probe set (the first eval personas, a fixed seed) every ``every``
+    steps and warns when the reward rises while the second judge's scores fall; ``simtrain
+    eval`` reports the second judge beside the first."""
+
+    enabled: bool = Field(False, description="Run the second-judge check (training) and report it (eval).")
+    judge: JudgeConfig = Field(default_factory=lambda: JudgeConfig(backend="hf"), description="The second judge.")
+    every: int = Field(5, ge=1, description="Training: check every this many steps (and after the last).")
+    probe_personas: int = Field(4, ge=1, description="Training: eval personas per task in the fixed probe set.")
+    role: bool = Field(False, description="Apply the rule-based role check in the second judge's prompt-to-line too (off: the judge's verdicts alone, independent of the reward's rules).")
+
+
 class RunConfig(_Section):
     """A whole run. Sections: simulator, agent, data, rollout (and later judge, rewards, train)."""
 
@@ -154,6 +167,7 @@ class RunConfig(_Section):
     judge: JudgeConfig = Field(default_factory=JudgeConfig, description="The consistency judge.")
     rewards: list[RewardSection] = Field(default_factory=_default_rewards, description="Rewards and their weights.")
     train: TrainConfig = Field(default_factory=TrainConfig, description="RL training.")
+    check: CheckConfig = Field(default_factory=CheckConfig, description="The second judge (Goodhart check).")
 
     def run_dir(self) -> Path:
         return Path(self.output_dir or f"runs/{self.name}")
@@ -219,18 +233,20 @@ def reference_markdown() -> str:
     """The config reference table (README's "Config reference" is this, verbatim)."""
     rows = ["| key | default | meaning |", "|---|---|---|"]
 
-    def walk(model: type[BaseModel], prefix: str) -> None:
+    def walk(model: type[BaseModel], instance: BaseModel, prefix: str) -> None:
+        # Defaults are read from a default instance: a nested section's factory may differ
+        # from its class defaults (check.judge is an hf judge).
         for name, f in model.model_fields.items():
             ann = f.annotation
             key = f"{prefix}{name}"
+            default = getattr(instance, name)
             if isinstance(ann, type) and issubclass(ann, BaseModel):
-                walk(ann, key + ".")
+                walk(ann, default, key + ".")
                 continue
-            default = f.get_default(call_default_factory=True)
             if isinstance(default, list) and default and isinstance(default[0], BaseModel):
                 default = [{k: v for k, v in d.model_dump().items() if v not in (None, {}, 1.0)} for d in default]
             shown = "" if default is None else f"`{default}`"
             rows.append(f"| `{key}` | {shown.replace('|', '/')} | {f.description or ''} |")
 
-    walk(RunConfig, "")
+    walk(RunConfig, RunConfig(), "")
     return "\n".join(rows)

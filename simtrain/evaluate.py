@@ -2,7 +2,10 @@
 
 Writes ``report.json``, ``report.md`` and ``drift.png`` (consistency against turn index, one
 panel per metric) into the output folder. With two simulators, the report gives the relative
-inconsistency reduction per metric and task: (inc_A - inc_B) / inc_A, inc = 1 - score.
+inconsistency reduction per metric and task: (inc_A - inc_B) / inc_A, inc = 1 - score, and
+over all tasks a 95% paired bootstrap interval (dialogues paired by id: same persona, same
+dialogue index, same seed). With ``check.enabled`` a second judge scores the same dialogues and
+its reduction stands beside the first (the Goodhart check).
 """
 
 from __future__ import annotations
@@ -11,7 +14,10 @@ import json
 from pathlib import Path
 from typing import Sequence
 
-from simtrain.rewards.scoring import CONSISTENCY, Scorer, summarize
+import random
+
+from simtrain.rewards.base import mean
+from simtrain.rewards.scoring import CONSISTENCY, Scorer, second_judge_config, summarize
 from simtrain.dialogue import write_dialogues
 from simtrain.reporting import Reporter
 
@@ -31,6 +37,30 @@ def reduction(score_a: float | None, score_b: float | None) -> float | str | Non
     return (inc_a - inc_b) / inc_a
 
 
+def paired_reduction(a: dict[str, float | None], b: dict[str, float | None], n_boot: int = 2000,
+                     seed: int = 0) -> dict:
+    """Reduction of B against A over the dialogue ids both judged, with a 95% percentile
+    bootstrap interval that resamples the pairs (so persona and seed effects cancel)."""
+    ids = sorted(k for k in a if k in b and a[k] is not None and b[k] is not None)
+    out = {"n_pairs": len(ids), "base": mean([a[k] for k in ids]), "other": mean([b[k] for k in ids])}
+    out["reduction"] = reduction(out["base"], out["other"])
+    rng = random.Random(seed)
+    boots = []
+    for _ in range(n_boot if ids else 0):
+        pick = [rng.choice(ids) for _ in ids]
+        r = reduction(mean([a[k] for k in pick]), mean([b[k] for k in pick]))
+        if isinstance(r, float):  # a resample whose base has no flagged line has no ratio
+            boots.append(r)
+    boots.sort()
+    out["ci95"] = [boots[int(0.025 * len(boots))], boots[min(len(boots) - 1, int(0.975 * len(boots)))]] if boots else None
+    out["boot_valid"] = len(boots)
+    return out
+
+
+def by_id(dialogues, values: dict[str, list[float | None]]) -> dict[str, dict[str, float | None]]:
+    return {m: {d.id: v for d, v in zip(dialogues, values[m])} for m in values}
+
+
 def evaluate(cfg, simulators: Sequence[str], out_dir: str | Path, reporter: Reporter | None = None) -> dict:
     """Roll out the eval split once per simulator (model name, path, or adapter dir) and score."""
     from simtrain import models
@@ -40,8 +70,9 @@ def evaluate(cfg, simulators: Sequence[str], out_dir: str | Path, reporter: Repo
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     jobs = make_jobs(cfg, split="eval")
-    scorer = None
+    scorer = second = None
     report: dict = {"simulators": list(simulators), "tasks": list(cfg.data.tasks), "results": {}}
+    per: dict[str, dict] = {}  # label -> judge ("reward" / "second") -> metric -> {dialogue id: value}
     for label in simulators:
         lm = models.load_simulator(label, dtype=cfg.simulator.dtype, trust_remote_code=cfg.simulator.trust_remote_code)
         reporter.log(f"[{label}] rolling out {len(jobs)} eval dialogues")
@@ -50,6 +81,16 @@ def evaluate(cfg, simulators: Sequence[str], out_dir: str | Path, reporter: Repo
             scorer = Scorer.from_config(cfg, default_cache=str(out / "judge_cache.jsonl"), reporter=reporter)
         reporter.log(f"[{label}] scoring")
         values = scorer.score(dialogues)
+        per[label] = {"reward": by_id(dialogues, values)}
+        if cfg.check.enabled:
+            if second is None:
+                second = Scorer.from_config(second_judge_config(cfg), default_cache=str(out / "judge_cache.jsonl"),
+                                            reporter=reporter)
+            reporter.log(f"[{label}] scoring with the second judge ({second.judge.id})")
+            v2 = second.score(dialogues, annotate=False)
+            per[label]["second"] = by_id(dialogues, v2)
+            report.setdefault("second_judge", {"id": second.judge.id, "results": {}})["results"][label] = {
+                m: mean(v2[m]) for m in v2 if m in CONSISTENCY}
         write_dialogues(dialogues, out / f"dialogues_{_slug(label)}.jsonl")
         per_task = {}
         for task in cfg.data.tasks:
@@ -64,6 +105,10 @@ def evaluate(cfg, simulators: Sequence[str], out_dir: str | Path, reporter: Repo
             task: {m: reduction(a["tasks"][task]["means"].get(m), b["tasks"][task]["means"].get(m)) for m in CONSISTENCY}
             for task in cfg.data.tasks}
         report["reduction"]["all"] = {m: reduction(a["all"]["means"].get(m), b["all"]["means"].get(m)) for m in CONSISTENCY}
+        pa, pb = (per[s] for s in simulators)
+        report["paired"] = {judge: {m: paired_reduction(pa[judge][m], pb[judge][m], seed=cfg.rollout.seed or 0)
+                                    for m in CONSISTENCY if m in pa[judge]}
+                            for judge in pa}
     if scorer is not None and scorer.judge is not None:
         report["judge"] = {"id": scorer.judge.id, **scorer.judge.stats.as_dict()}
     (out / "report.json").write_text(json.dumps(report, indent=2))
@@ -94,6 +139,13 @@ def markdown(report: dict) -> str:
                   "| task | " + " | ".join(CONSISTENCY) + " |", "|---|" + "---|" * len(CONSISTENCY)]
         for task, red in report["reduction"].items():
             lines.append(f"| {task} | " + " | ".join(fmt_score(red.get(m)) for m in CONSISTENCY) + " |")
+        lines += ["", "Paired over dialogues (same persona, index and seed), 95% bootstrap interval:", "",
+                  "| judge | metric | pairs | base | other | reduction | 95% interval |", "|---|---|---|---|---|---|---|"]
+        for judge, rows in report.get("paired", {}).items():
+            for m, r in rows.items():
+                ci = "n/a" if r["ci95"] is None else f"[{r['ci95'][0]:+.0%}, {r['ci95'][1]:+.0%}]"
+                lines.append(f"| {judge} | {m} | {r['n_pairs']} | {fmt_score(r['base'])} | {fmt_score(r['other'])} | "
+                             f"{fmt_score(r['reduction'], '+.0%')} | {ci} |")
     lines += ["", "Guard statistics (all tasks):", ""]
     for label, res in report["results"].items():
         g = res["all"]["guards"]

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Sequence
 
 from simtrain.rewards.base import mean
-from simtrain.rewards.scoring import CONSISTENCY, Scorer, summarize
+from simtrain.rewards.scoring import CONSISTENCY, Scorer, second_judge_config, summarize
 from simtrain.dialogue import Dialogue
 from simtrain.reporting import Reporter
 from simtrain.rollout import RolloutJob
@@ -201,6 +201,51 @@ def step_metrics(dialogues: Sequence[Dialogue], graded: dict[str, list[float | N
     return out
 
 
+class SecondJudgeCheck:
+    """The Goodhart check during training. Every ``check.every`` steps (and at the last) the
+    current policy plays a fixed probe set (the first ``check.probe_personas`` eval personas of
+    each task, one dialogue each, the run's seed), and a second judge that is not the reward
+    scores it. When the mean reward since the last check rose while the second judge's mean
+    consistency fell, it warns: the policy may be learning the reward judge's blind spots."""
+
+    def __init__(self, cfg, run_rollout, reporter: Reporter, cache_path: str):
+        from simtrain.rollout import make_jobs
+
+        probe_cfg = cfg.model_copy(update={
+            "data": cfg.data.model_copy(update={"max_personas": cfg.check.probe_personas}),
+            "rollout": cfg.rollout.model_copy(update={"dialogues_per_persona": 1})})
+        self.jobs = [RolloutJob(j.task, j.persona, f"check/{j.id}", {"check": True})
+                     for j in make_jobs(probe_cfg, split="eval")]
+        self.every, self.last_step, self.seed = cfg.check.every, cfg.train.max_steps, cfg.rollout.seed
+        self.run_rollout, self.reporter = run_rollout, reporter
+        self.scorer = Scorer.from_config(second_judge_config(cfg), default_cache=cache_path, reporter=reporter)
+        self.rewards: list[float] = []  # logged rewards since the last check
+        self.previous: tuple[float, float] | None = None  # (mean reward, second-judge consistency)
+        self.warnings = 0
+
+    def maybe_run(self, step: int, reward: float | None, trainer) -> dict:
+        if reward is not None:
+            self.rewards.append(reward)
+        if step % self.every and step != self.last_step:
+            return {}
+        dialogues = self.run_rollout(self.jobs, self.seed, trainer)
+        values = self.scorer.score(dialogues, annotate=False)
+        out = {f"check/{m}": v for m in CONSISTENCY if (v := mean(values.get(m, []))) is not None}
+        consistency, reward_mean = mean(list(out.values())), mean(self.rewards)
+        self.rewards = []
+        if consistency is None or reward_mean is None:
+            return out
+        out["check/consistency"] = consistency
+        if self.previous and reward_mean > self.previous[0] and consistency < self.previous[1]:
+            self.warnings += 1
+            self.reporter.log(f"WARNING step {step}: the reward rose ({self.previous[0]:.3f} -> {reward_mean:.3f}) "
+                              f"while the second judge ({self.scorer.judge.id}) fell ({self.previous[1]:.3f} -> "
+                              f"{consistency:.3f}) on the {len(self.jobs)} probe dialogues")
+        out["check/warnings"] = self.warnings
+        self.previous = (reward_mean, consistency)
+        return out
+
+
 class StepLog:
     """What a logged step adds to TRL's logs (through the trainer's ``log``, so wandb and every
     callback see it), and the step's line in ``metrics.jsonl`` and on the reporter."""
@@ -213,7 +258,7 @@ class StepLog:
         self.scores, self.times, self.reporter, self.pool, self.check = scores, times, reporter, pool, check
         self.log_dialogues = log_dialogues
 
-    def extras(self, step: int) -> dict:
+    def extras(self, step: int, trainer) -> dict:
         out = step_metrics(self.scores.last, self.scores.graded, self.scores.group_size, self.baseline)
         if self.baseline is None:  # the first step is the baseline for "reduction"
             self.baseline = {m: out.get(f"consistency/{m}") for m in CONSISTENCY}
@@ -225,7 +270,9 @@ class StepLog:
         if self.pool is not None:
             out["rollout/worker_restarts"] = self.pool.restarts
         if self.check is not None:
-            out.update(self.check.maybe_run(step, self.reporter))
+            # TRL adds its own "reward" to the logs after this hook, so the step's reward is read
+            # from the scored batch: the composite of the graded values.
+            out.update(self.check.maybe_run(step, mean(self.scores.graded.get("composite", [])), trainer))
         return out
 
     def write(self, step: int, logs: dict) -> None:
@@ -300,7 +347,7 @@ def _trainer_class():
 
         def log(self, logs, *args, **kwargs):  # the public hook: what we add reaches every callback
             if self._step_log is not None and ("loss" in logs or "reward" in logs):
-                logs.update(self._step_log.extras(self.state.global_step))
+                logs.update(self._step_log.extras(self.state.global_step, self))
             super().log(logs, *args, **kwargs)
 
         def _get_output_dir(self, trial):  # transformers asks this where checkpoint-N goes
@@ -440,7 +487,9 @@ def train(cfg=None, resume: str | Path | None = None, reporter: Reporter | None 
 
     scorer = Scorer.from_config(cfg, default_cache=str(run_dir / "judge_cache.jsonl"))
     scores = StepScores(scorer, t.num_generations, times)
-    step_log = StepLog(run_dir, scores, times, reporter, pool, None, t.log_dialogues)
+    check = (SecondJudgeCheck(cfg, run_rollout, reporter, str(run_dir / "judge_cache.jsonl"))
+             if cfg.check.enabled else None)
+    step_log = StepLog(run_dir, scores, times, reporter, pool, check, t.log_dialogues)
     trainer = _trainer_class()(
         model=policy.model,
         reward_funcs=scores.functions(),
