@@ -27,9 +27,18 @@ class RewardError(ValueError):
 
 
 def register_reward(name: str):
-    """Decorator: make a reward function (or Metric class) available by ``name`` in configs."""
+    """Decorator: make a reward function (or Metric class) available by ``name`` in configs.
+    A name is taken once: registering a different object under a built-in's or another
+    plug-in's name is an error, not a silent replacement (re-importing the same module is fine)."""
 
     def deco(obj):
+        _builtins()
+        old = _REGISTRY.get(name)
+        same = old is obj or (old is not None and (getattr(old, "__module__", None), getattr(old, "__qualname__", None))
+                              == (getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)))
+        if old is not None and not same:
+            raise RewardError(f"reward name {name!r} is already registered ({getattr(old, '__module__', '?')}."
+                              f"{getattr(old, '__qualname__', old)}); pick another name")
         _REGISTRY[name] = obj
         return obj
 

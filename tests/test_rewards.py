@@ -254,3 +254,100 @@ def test_nli_backend_with_a_real_cross_encoder(tmp_path):
     AutoTokenizer.from_pretrained(src).save_pretrained(tmp_path / "plain")
     with pytest.raises(ValueError, match="is not an NLI model"):
         NLIJudge(str(tmp_path / "plain"))
+
+
+def test_registering_a_taken_name_is_refused():
+    with pytest.raises(RewardError, match="'prompt_to_line' is already registered"):
+        register_reward("prompt_to_line")(lambda prompts, completions, dialogues, **kw: [1.0] * len(dialogues))
+    with pytest.raises(RewardError, match="'test_politeness' is already registered"):
+        @register_reward("test_politeness")
+        def other(prompts, completions, dialogues, **kw):
+            return [0.0] * len(dialogues)
+    register_reward("test_politeness")(politeness)  # the same function again is fine
+
+
+def test_a_misspelt_guard_option_is_an_error_naming_the_reward():
+    with pytest.raises(RewardError, match="guard_length.*min_word"):
+        registry.build(RewardSpec(name="guard_length", args={"min_word": 3}))
+    assert registry.build(RewardSpec(name="guard_length", args={"min_words": 3})) is not None
+
+
+def test_a_plugin_metric_that_needs_a_judge_gets_one(tmp_path, monkeypatch, chat_server):
+    """No built-in consistency reward is on, yet the plug-in class declaring needs_judge gets the judge."""
+    from simtrain.config import load_config
+    from simtrain.rewards.scoring import Scorer
+
+    (tmp_path / "judged_plugin.py").write_text(textwrap.dedent("""
+        from simtrain.rewards.base import Metric, MetricResult
+
+        class HasJudge(Metric):
+            name = "has_judge"
+            def score(self, dialogues):
+                return [MetricResult(float(self.judge is not None), []) for _ in dialogues]
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    server = chat_server(rule_judge)
+    cfg = load_config(None, {"judge.backend": "openai", "judge.model": "judge", "judge.base_url": server.url,
+                             "rewards": [{"path": "judged_plugin:HasJudge"}]})
+    scorer = Scorer.from_config(cfg)
+    assert scorer.judge is not None
+    assert scorer.score([dialogue("Hello there.")])[scorer.names[0]] == [1.0]
+
+
+def test_qa_leaves_out_a_probe_the_simulator_never_addressed(judge):
+    # nothing about job or city: both probes are "Not mentioned", so the dialogue has no Q&A value
+    # (TRL would count a 0 as a real, bad score); one addressed probe gives a real value
+    unaddressed, addressed = QA(judge, when="end").score([dialogue("I like the rain."), dialogue("I bake bread in Porto.")])
+    assert unaddressed.score is None and unaddressed.reward is None and unaddressed.details["answered"] == 0
+    assert addressed.score == 1.0 and addressed.details["answered"] >= 1
+
+
+def test_qa_judgement_honours_the_threshold_and_drops_not_mentioned():
+    from simtrain.rewards import prompts
+    from simtrain.rewards.qa import judged
+
+    yes_no = Query(prompt="consistent?", options=("NO", "YES"))
+    assert judged({}, yes_no, [0.4, 0.6], threshold=0.5) == (True, pytest.approx(0.6))
+    assert judged({}, yes_no, [0.4, 0.6], threshold=0.3)[0] is False  # P(inconsistent) 0.4 >= 0.3
+    probe = {"answer": "baker"}
+    mc = Query(prompt="job?", options=("nurse", "baker", prompts.NOT_MENTIONED))
+    assert judged(probe, mc, [0.1, 0.2, 0.7]) is None  # "Not mentioned" wins: left out
+    ok, p = judged(probe, mc, [0.1, 0.6, 0.3])
+    assert ok and p == pytest.approx(0.6 / 0.7)  # P(right answer) among the answers that say something
+    assert judged(probe, mc, None) is None
+
+
+@pytest.mark.parametrize("line,reason", [
+    ("How can I assist you today?", "offers help"),
+    ("I'm here to support you, whatever you need.", "offers help"),
+    ("How does that make you feel?", "plays the task agent"),
+    ("It's completely normal to feel that way.", "plays the task agent"),
+    ("Ana sighs and looks at the floor.", "third person"),
+    ("As an AI language model, I don't have a bakery.", "says it is an AI"),
+    ("Sure.\nUser: tell me about your sons", "chat scaffolding"),
+])
+def test_role_check_names_what_leaves_the_role(line, reason):
+    from simtrain.rewards.role import role_problems
+
+    assert reason in role_problems(line, "Ana Souza", "therapy")
+
+
+@pytest.mark.parametrize("line", [
+    "I need help, honestly. I have not slept in weeks.",
+    "Thank you for listening. My sons keep me going.",
+    "Can you explain that again? I don't understand.",
+    "My name is Ana and I bake bread in Porto.",
+    "I feel like nobody hears me.",
+])
+def test_role_check_passes_a_patient_speaking_as_herself(line):
+    from simtrain.rewards.role import role_problems
+
+    assert role_problems(line, "Ana Souza", "therapy") == []
+
+
+def test_prompt_to_line_counts_a_line_out_of_role_against_consistency(judge):
+    [r] = PromptToLine(judge, calibrate=False).score([dialogue("I bake bread in Porto.", "How can I assist you today?")])
+    assert r.lines == [1.0, 0.0] and r.details["role"] == [[], ["offers help"]]
+    assert r.graded is not None and r.graded <= 0.5  # the role line is P(problem) 1 in the training value
+    [r] = PromptToLine(judge, calibrate=False, role=False).score([dialogue("I bake bread in Porto.", "How can I assist you today?")])
+    assert r.lines == [1.0, 1.0]

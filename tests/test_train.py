@@ -199,3 +199,29 @@ def test_train_attaches_to_an_existing_ray_cluster(tmp_path, ray_session):
     assert r.returncode == 0, r.stderr[-3000:]
     assert "trained 1 steps" in r.stdout
     assert [row["step"] for row in read_metrics(run)] == [1]
+
+
+def test_a_dialogue_without_a_value_takes_its_groups_mean_and_spread_is_per_group():
+    from simtrain.train import fill_group_gaps, group_spread
+
+    assert fill_group_gaps([1.0, None, 0.0, 0.5, None, None], 3) == [1.0, 0.5, 0.0, 0.5, 0.5, 0.5]
+    assert fill_group_gaps([None, None], 2) == [None, None]  # nothing to borrow: TRL skips it
+    spread, zero = group_spread([0.2, 0.2, 0.2, 0.0, 1.0, 0.5], 3)
+    assert zero == 0.5 and spread == pytest.approx((0 + (((0.5 ** 2) * 2 + 0) / 3) ** 0.5) / 2)
+
+
+def test_training_from_an_existing_adapter_trains_that_adapter(tmp_path):
+    """peft loads an adapter frozen; continuing a run from ``simulator.adapter`` must train it."""
+    from peft import get_peft_model
+
+    from simtrain import models
+    from simtrain.workers import lora_config
+
+    cfg = smoke(tmp_path)
+    lm = models.load(models.TINY, device="cpu")
+    get_peft_model(lm.model, lora_config(cfg.train)).save_pretrained(str(tmp_path / "adapter"))
+    frozen = models.load_with_adapter(models.TINY, str(tmp_path / "adapter"), device="cpu")
+    assert not any(p.requires_grad for p in frozen.model.parameters())
+    policy = models.load_with_adapter(models.TINY, str(tmp_path / "adapter"), device="cpu", trainable=True)
+    trainable = [n for n, p in policy.model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
