@@ -48,6 +48,7 @@ def main() -> None:
 
     from simtrain.config import load_config
     from simtrain.evaluate import evaluate
+    from simtrain.reporting import RichReporter
     from simtrain.rewards.scoring import CONSISTENCY
     from simtrain.train import train
 
@@ -56,11 +57,12 @@ def main() -> None:
     if args.steps:
         overrides["train.max_steps"] = args.steps
     cfg = load_config(args.config, overrides)
+    reporter = RichReporter()  # step lines and progress on stderr; the JSON line alone on stdout
     train_s, rows = None, []
     if not args.skip_train:
         shutil.rmtree(out_dir, ignore_errors=True)
         t0 = time.perf_counter()
-        result = train(cfg)
+        train(cfg, reporter=reporter)
         train_s = time.perf_counter() - t0
     metrics = os.path.join(out_dir, "metrics.jsonl")
     rows = [json.loads(l) for l in open(metrics)] if os.path.exists(metrics) else []
@@ -70,7 +72,8 @@ def main() -> None:
         "rollout": cfg.rollout.model_copy(update={"dialogues_per_persona": args.seeds, "num_utterances": args.utterances}),
         "check": cfg.check.model_copy(update={"enabled": True})})
     t0 = time.perf_counter()
-    report = evaluate(eval_cfg, [cfg.simulator.name, os.path.join(out_dir, "final")], os.path.join(out_dir, "eval"))
+    report = evaluate(eval_cfg, [cfg.simulator.name, os.path.join(out_dir, "final")], os.path.join(out_dir, "eval"),
+                      reporter=reporter)
     eval_s = time.perf_counter() - t0
     base, trained = (report["results"][s]["all"] for s in report["simulators"])
     r3 = lambda x: round(x, 3) if isinstance(x, float) else x  # noqa: E731
