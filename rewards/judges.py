@@ -27,6 +27,11 @@ from pathlib import Path
 from typing import Sequence
 
 from simtrain.rewards import fact_checks
+from simtrain import models
+from simtrain.openai_client import EndpointError, chat_completions
+from simtrain.rewards import train_judge
+from simtrain.rewards.judge_data import sentences
+from simtrain.openai_client import EndpointConfig
 
 logger = logging.getLogger("simtrain.judges")
 
@@ -185,7 +190,6 @@ class HFJudge(Judge):
     def __init__(self, model: str = "smollm2", batch_size: int = 8, loaded=None,
                  cache: JudgeCache | None = None, trust_remote_code: bool = False):
         super().__init__(cache)
-        from simtrain import models
 
         self.model_name = model
         self.lm = loaded or models.load(model, trust_remote_code=trust_remote_code)
@@ -257,7 +261,6 @@ class OpenAIJudge(Judge):
         return f"openai:{self.endpoint.base_url}:{self.endpoint.model}"
 
     def _ask(self, queries: list[Query]) -> list[Answer | None]:
-        from simtrain.openai_client import EndpointError, chat_completions
 
         bodies = [{"messages": [{"role": "user", "content": q.prompt + "\nReply with one word: "
                                  + " or ".join(q.labels) + "."}],
@@ -319,7 +322,6 @@ class NLIJudge(Judge):
         super().__init__(cache)
         from sentence_transformers import CrossEncoder
 
-        from simtrain.rewards import train_judge
 
         self.model_name = model
         path = model
@@ -346,7 +348,6 @@ class NLIJudge(Judge):
 
     def _split(self, text: str) -> list[str]:
         """Sentences (and lines) of a premise, or the text whole without ``decompose``."""
-        from simtrain.rewards.judge_data import sentences
 
         if not self.decompose:
             return [text]
@@ -410,7 +411,6 @@ def make_judge(spec, loaded=None) -> Judge:
     if spec.backend == "hf":
         return HFJudge(spec.model, batch_size=spec.batch_size, loaded=loaded, cache=cache)
     if spec.backend == "openai":
-        from simtrain.openai_client import EndpointConfig
 
         if not spec.base_url:
             raise ValueError("judge.backend is 'openai' but judge.base_url is not set")

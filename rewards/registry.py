@@ -17,6 +17,11 @@ import inspect
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, Callable, Sequence
+from simtrain.rewards.guards import MinLength, NoPersonaCopy, NoQuestionOnly, NoRepetition
+from simtrain.rewards.line_to_line import LineToLine
+from simtrain.rewards.prompt_to_line import PromptToLine
+from simtrain.rewards.qa import QA
+import functools
 
 ENTRY_POINT_GROUP = "simtrain.rewards"
 _REGISTRY: dict[str, Any] = {}
@@ -48,10 +53,6 @@ def register_reward(name: str):
 def _builtins() -> None:
     if _REGISTRY.get("_loaded"):
         return
-    from simtrain.rewards.guards import MinLength, NoPersonaCopy, NoQuestionOnly, NoRepetition
-    from simtrain.rewards.line_to_line import LineToLine
-    from simtrain.rewards.prompt_to_line import PromptToLine
-    from simtrain.rewards.qa import QA
 
     for cls in (PromptToLine, LineToLine, QA, NoRepetition, NoQuestionOnly, NoPersonaCopy, MinLength):
         _REGISTRY.setdefault(cls.name, cls)
@@ -118,7 +119,6 @@ def build(spec: RewardSpec, judge=None) -> Callable:
     elif callable(obj):
         fn = obj
         if spec.args:
-            import functools
 
             fn = functools.partial(obj, **spec.args)
     else:

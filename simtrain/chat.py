@@ -9,6 +9,8 @@ from pathlib import Path
 
 from simtrain.dialogue import Dialogue, Turn
 from simtrain.simulator import UserSimulator
+from simtrain.rewards.scoring import CONSISTENCY, Scorer
+from simtrain.config import load_config
 
 
 class ChatSession:
@@ -31,8 +33,6 @@ class ChatSession:
 
     def score(self) -> dict[str, float | None]:
         """Consistency of the conversation so far (the three metrics and the composite)."""
-        from simtrain.rewards.scoring import CONSISTENCY, Scorer
-        from simtrain.config import load_config
 
         if self._scorer is None:
             cfg = load_config(self.config)

@@ -5,10 +5,25 @@ from __future__ import annotations
 import json
 import os
 import sys
+import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
 import typer
+import yaml
+
+from simtrain.chat import ChatSession
+from simtrain.config import ConfigError, load_config, reference_markdown
+from simtrain.dialogue import DialogueFormatError, read_dialogues, transcript, write_dialogues
+from simtrain.envs.personas import PersonaFormatError, load_personas
+from simtrain.evaluate import evaluate, fmt_score
+from simtrain.export import ExportError, export as run_export
+from simtrain.reporting import RichReporter
+from simtrain.rewards import train_judge
+from simtrain.rewards.scoring import Scorer, summarize
+from simtrain.rollout import build_engine, make_jobs
+from simtrain.train import train as run_train
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Train LLM user simulators to stay in character.")
@@ -17,7 +32,6 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 def _quiet_libraries() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    import warnings
 
     warnings.filterwarnings("ignore")
 
@@ -29,7 +43,6 @@ def _fail(err: Exception) -> None:
 
 def _overrides(pairs: list[str]) -> dict:
     """``--set rollout.num_utterances=4`` pairs -> dict with YAML-parsed values."""
-    import yaml
 
     out = {}
     for pair in pairs or []:
@@ -54,10 +67,6 @@ def rollout(
 ):
     """Run simulator-vs-agent dialogues and write them as interchange JSONL."""
     _quiet_libraries()
-    from simtrain.config import ConfigError, load_config
-    from simtrain.dialogue import transcript, write_dialogues
-    from simtrain.reporting import RichReporter
-    from simtrain.rollout import build_engine, make_jobs
 
     reporter = RichReporter()
     try:
@@ -89,11 +98,6 @@ def score(
 ):
     """Add per-line and per-dialogue scores for every reward to interchange dialogues."""
     _quiet_libraries()
-    from simtrain.rewards.scoring import Scorer, summarize
-    from simtrain.config import ConfigError, load_config
-    from simtrain.dialogue import DialogueFormatError, read_dialogues, write_dialogues
-    from simtrain.evaluate import fmt_score
-    from simtrain.reporting import RichReporter
 
     reporter = RichReporter()
     overrides = _overrides(set_)
@@ -129,9 +133,6 @@ def eval_(
 ):
     """Roll out the eval split with one or two simulators, score it, and write a report."""
     _quiet_libraries()
-    from simtrain.config import ConfigError, load_config
-    from simtrain.evaluate import evaluate, fmt_score
-    from simtrain.reporting import RichReporter
 
     try:
         cfg = load_config(config, _overrides(set_))
@@ -154,9 +155,6 @@ def train(
 ):
     """Train the simulator with multi-turn GRPO on the consistency rewards."""
     _quiet_libraries()
-    from simtrain.config import ConfigError, load_config
-    from simtrain.reporting import RichReporter
-    from simtrain.train import train as run_train
 
     overrides = _overrides(set_)
     if ray_address:
@@ -182,8 +180,6 @@ def export(
 ):
     """Export a trained simulator: merged model (or adapter), model card, simulator.json."""
     _quiet_libraries()
-    from simtrain.export import ExportError, export as run_export
-    from simtrain.reporting import RichReporter
 
     try:
         path = run_export(source, out, adapter_only=adapter_only, force=force, push_to_hub=push_to_hub,
@@ -204,8 +200,6 @@ def chat(
     """Talk to a simulator: you play the task agent, it answers in character.
     Commands: /score (consistency so far), /quit."""
     _quiet_libraries()
-    from simtrain.chat import ChatSession
-    from simtrain.evaluate import fmt_score
 
     try:
         session = ChatSession(model, task=task, persona=persona, config=config, seed=seed)
@@ -238,20 +232,18 @@ def judge_train(
 ):
     """Train the offline consistency judge (MiniLM cross-encoder) from shipped weights and generated data."""
     _quiet_libraries()
-    from dataclasses import replace
 
-    from simtrain.rewards.train_judge import MARKER, JudgeTrainConfig, default_dir, train as run_train
 
     changes = {k: v for k, v in (("examples", examples), ("epochs", epochs), ("seed", seed)) if v is not None}
     if tune_part:
         changes["tune_part"] = True
-    cfg = replace(JudgeTrainConfig(), **changes)
-    target = out or default_dir(cfg)
-    if (target / MARKER).exists() and not force:
+    cfg = replace(train_judge.JudgeTrainConfig(), **changes)
+    target = out or train_judge.default_dir(cfg)
+    if (target / train_judge.MARKER).exists() and not force:
         typer.echo(f"already trained: {target} (use --force to retrain)")
         return
     try:
-        path = run_train(target, cfg)
+        path = train_judge.train(target, cfg)
     except (RuntimeError, FileExistsError) as err:
         _fail(err)
     typer.echo(f"judge written to {path}")
@@ -265,7 +257,6 @@ def config(
     path: Optional[Path] = typer.Option(None, "--config", "-c", help="Show this config (validated, defaults filled in)."),
 ):
     """Print the default config, a config with its defaults filled in, or the config reference."""
-    from simtrain.config import ConfigError, load_config, reference_markdown
 
     if what == "reference":
         typer.echo(reference_markdown())
@@ -281,8 +272,6 @@ def config(
 @app.command()
 def validate(path: Path = typer.Argument(..., help="Interchange JSONL or persona file (.jsonl/.csv).")):
     """Check a dialogue or persona file and report the first problem clearly."""
-    from simtrain.envs.personas import PersonaFormatError, load_personas
-    from simtrain.dialogue import DialogueFormatError, read_dialogues
 
     try:
         first = next((json.loads(l) for l in path.open(encoding="utf-8") if l.strip()), {}) \

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from simtrain.rewards.registry import DEFAULT_REWARDS
 
 
 class ConfigError(ValueError):
@@ -105,7 +106,6 @@ class RewardSection(_Section):
 
 
 def _default_rewards() -> list[RewardSection]:
-    from simtrain.rewards.registry import DEFAULT_REWARDS
 
     return [RewardSection(name=r.name, weight=r.weight) for r in DEFAULT_REWARDS]
 

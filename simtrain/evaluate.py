@@ -20,6 +20,8 @@ from simtrain.rewards.base import mean
 from simtrain.rewards.scoring import CONSISTENCY, Scorer, second_judge_config, summarize
 from simtrain.dialogue import write_dialogues
 from simtrain.reporting import Reporter
+from simtrain import models
+from simtrain.rollout import build_engine, make_jobs
 
 
 WORSE_FROM_ZERO = "worse (base had no flagged line)"
@@ -63,8 +65,6 @@ def by_id(dialogues, values: dict[str, list[float | None]]) -> dict[str, dict[st
 
 def evaluate(cfg, simulators: Sequence[str], out_dir: str | Path, reporter: Reporter | None = None) -> dict:
     """Roll out the eval split once per simulator (model name, path, or adapter dir) and score."""
-    from simtrain import models
-    from simtrain.rollout import build_engine, make_jobs
 
     reporter = reporter or Reporter()
     out = Path(out_dir)

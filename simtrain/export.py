@@ -15,6 +15,12 @@ import tempfile
 from pathlib import Path
 
 from simtrain.reporting import Reporter
+from simtrain.envs.tasks import get_task
+from simtrain.evaluate import fmt_score as fmt
+from simtrain import models
+from simtrain.config import load_config
+from simtrain.models import find_adapter
+from simtrain.simulator import UserSimulator
 
 
 class ExportError(RuntimeError):
@@ -29,7 +35,6 @@ def _run_dir_of(source: Path) -> Path | None:
 
 
 def simulator_settings(cfg) -> dict:
-    from simtrain.envs.tasks import get_task
 
     tasks = {}
     for name in cfg.data.tasks:
@@ -66,7 +71,6 @@ def consistency_report(run_dir: Path) -> dict:
 
 
 def model_card(cfg, report: dict, adapter_only: bool) -> str:
-    from simtrain.evaluate import fmt_score as fmt
 
     lines = [
         "---", "library_name: " + ("peft" if adapter_only else "transformers"), "tags: [simtrain, user-simulator, grpo]",
@@ -104,10 +108,6 @@ def model_card(cfg, report: dict, adapter_only: bool) -> str:
 
 def export(source: str | Path, out: str | Path, adapter_only: bool = False, force: bool = False,
            push_to_hub: str | None = None, reporter: Reporter | None = None) -> Path:
-    from simtrain import models
-    from simtrain.config import load_config
-    from simtrain.models import find_adapter
-    from simtrain.simulator import UserSimulator
 
     reporter = reporter or Reporter()
     source, out = Path(source), Path(out)

@@ -11,6 +11,8 @@ import asyncio
 import os
 from dataclasses import dataclass, field
 from typing import Any
+import httpx
+import concurrent.futures
 
 
 class EndpointError(RuntimeError):
@@ -38,7 +40,6 @@ def _headers(cfg: EndpointConfig) -> dict[str, str]:
 
 
 async def _one(client, cfg: EndpointConfig, sem: asyncio.Semaphore, body: dict) -> dict:
-    import httpx
 
     url = cfg.base_url.rstrip("/") + "/chat/completions"
     last: str = ""
@@ -67,7 +68,6 @@ async def _one(client, cfg: EndpointConfig, sem: asyncio.Semaphore, body: dict) 
 
 
 async def _many(cfg: EndpointConfig, bodies: list[dict]) -> list[dict | EndpointError]:
-    import httpx
 
     sem = asyncio.Semaphore(max(1, cfg.concurrency))
     async with httpx.AsyncClient() as client:
@@ -89,7 +89,6 @@ def _run(coro):
     except RuntimeError:
         return asyncio.run(coro)
     # Called from inside a running loop (e.g. a notebook): run in a helper thread.
-    import concurrent.futures
 
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         return pool.submit(asyncio.run, coro).result()

@@ -27,6 +27,11 @@ from simtrain.envs.tasks import SHORT_REPLY, Task, opening_line
 from simtrain.dialogue import Dialogue, Turn
 from simtrain.generation import BatchContext, ChatFormat, HFGenerator, SamplingConfig
 from simtrain.reporting import Reporter
+from simtrain.envs.personas import load_personas
+from simtrain.envs.tasks import get_task
+from simtrain.envs.agents import HFAgent, OpenAIAgent, QuestionBankAgent
+from simtrain import models
+from simtrain.openai_client import EndpointConfig
 
 
 class Agent(Protocol):
@@ -210,8 +215,6 @@ class RolloutEngine:
 
 def make_jobs(cfg, split: str | None = None) -> list[RolloutJob]:
     """One job per (task, persona, repeat) from the config's data section."""
-    from simtrain.envs.personas import load_personas
-    from simtrain.envs.tasks import get_task
 
     jobs = []
     for task_name in cfg.data.tasks:
@@ -233,9 +236,6 @@ def sampling_from(section, seed: int | None) -> SamplingConfig:
 def build_engine(cfg, simulator=None, reporter: Reporter | None = None) -> RolloutEngine:
     """Build the engine a RunConfig describes. ``simulator`` may be an already loaded
     ``LoadedModel`` (the trainer passes its policy); otherwise it is loaded from config."""
-    from simtrain.envs.agents import HFAgent, OpenAIAgent, QuestionBankAgent
-    from simtrain import models
-    from simtrain.openai_client import EndpointConfig
 
     if simulator is None:
         simulator = models.load_with_adapter(cfg.simulator.name, cfg.simulator.adapter, dtype=cfg.simulator.dtype,

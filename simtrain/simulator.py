@@ -20,6 +20,8 @@ from simtrain.envs.tasks import SHORT_REPLY, Task, get_task
 from simtrain.dialogue import Turn
 from simtrain.generation import ChatFormat, HFGenerator, SamplingConfig
 from simtrain.rollout import simulator_messages
+from simtrain import models
+from dataclasses import replace
 
 
 def resolve_persona(persona: Persona | dict | str, task: str) -> Persona:
@@ -49,7 +51,6 @@ class UserSimulator:
     @classmethod
     def from_pretrained(cls, path_or_name: str | Path, persona: Persona | dict | str | None = None,
                         task: str = "therapy", **kwargs: Any) -> "UserSimulator":
-        from simtrain import models
 
         path = Path(path_or_name)
         settings: dict = {}
@@ -59,7 +60,6 @@ class UserSimulator:
         task_obj = get_task(task)
         tmpl = settings.get("tasks", {}).get(task, {}).get("simulator_prompt")
         if tmpl:
-            from dataclasses import replace
 
             task_obj = replace(task_obj, simulator_prompt=tmpl)
         if persona is None:

@@ -28,6 +28,14 @@ from simtrain.rewards.scoring import CONSISTENCY, Scorer, second_judge_config, s
 from simtrain.dialogue import Dialogue
 from simtrain.reporting import Reporter
 from simtrain.rollout import RolloutJob
+from simtrain import models
+from simtrain.rollout import build_engine
+from simtrain.evaluate import reduction
+from simtrain.rollout import make_jobs
+from simtrain.workers import trainable_state
+from simtrain.config import load_config
+from simtrain.workers import WorkerPool, lora_config
+import shutil
 
 
 @dataclass
@@ -76,8 +84,6 @@ class LocalRollout:
         self.engine = None
 
     def __call__(self, jobs, seed, trainer) -> list[Dialogue]:
-        from simtrain import models
-        from simtrain.rollout import build_engine
 
         model = trainer.model
         if self.engine is None:
@@ -167,7 +173,6 @@ def step_metrics(dialogues: Sequence[Dialogue], graded: dict[str, list[float | N
     """The step's metrics: consistency verdicts (as reports count them) and the graded reward
     per metric, each reward's within-group spread and zero-spread fraction, the drift curve
     (verdicts per line index), guard statistics, reduction against the first step."""
-    from simtrain.evaluate import reduction
 
     verdicts = {n: [d.meta.get("scores", {}).get(n) for d in dialogues] for n in graded if n != "composite"}
     summary = summarize(dialogues, verdicts)
@@ -209,7 +214,6 @@ class SecondJudgeCheck:
     consistency fell, it warns: the policy may be learning the reward judge's blind spots."""
 
     def __init__(self, cfg, run_rollout, reporter: Reporter, cache_path: str):
-        from simtrain.rollout import make_jobs
 
         probe_cfg = cfg.model_copy(update={
             "data": cfg.data.model_copy(update={"max_personas": cfg.check.probe_personas}),
@@ -307,7 +311,6 @@ class StepLog:
 def _callback(pool, times: StepTimes, step_log: StepLog):
     from transformers import TrainerCallback
 
-    from simtrain.workers import trainable_state
 
     class SimtrainCallback(TrainerCallback):
         """Pushes the weights to the workers after every update; times the step; writes the step's log."""
@@ -335,7 +338,6 @@ def _trainer_class():
     """GRPOTrainer whose checkpoints appear atomically (each is written to a staging folder and
     renamed into place, so a run killed mid-save never leaves a half checkpoint that
     ``--resume`` would pick up), and whose logs carry simtrain's step metrics."""
-    import shutil
 
     from transformers.trainer_utils import rotate_checkpoints
     from trl import GRPOTrainer
@@ -421,7 +423,6 @@ def prepare_run_dir(cfg, resume, overrides, reporter: Reporter):
     temporary working directory."""
     from transformers.trainer_utils import get_last_checkpoint
 
-    from simtrain.config import load_config
 
     checkpoint = None
     if resume:
@@ -452,9 +453,6 @@ def train(cfg=None, resume: str | Path | None = None, reporter: Reporter | None 
     from datasets import Dataset
     from transformers import PrinterCallback
 
-    from simtrain import models
-    from simtrain.rollout import make_jobs
-    from simtrain.workers import WorkerPool, lora_config
 
     reporter = reporter or Reporter()
     cfg, run_dir, checkpoint = prepare_run_dir(cfg, resume, overrides, reporter)

@@ -15,6 +15,9 @@ from typing import Sequence
 from simtrain.dialogue import Dialogue
 from simtrain.reporting import Reporter
 from simtrain.rollout import RolloutJob
+from simtrain import models
+from simtrain.config import RunConfig
+from simtrain.rollout import build_engine
 
 
 def lora_config(train_cfg):
@@ -39,9 +42,6 @@ class RolloutWorker:
     def __init__(self, cfg_dict: dict, worker_id: int, num_threads: int):
         import torch
 
-        from simtrain import models
-        from simtrain.config import RunConfig
-        from simtrain.rollout import build_engine
 
         torch.set_num_threads(max(1, num_threads))
         cfg = RunConfig.model_validate(cfg_dict)
