@@ -9,6 +9,10 @@ only then renamed into place.
 
 from __future__ import annotations
 
+# Heavy libraries (torch, transformers, trl, peft, ray, wandb, datasets, matplotlib) are imported
+# inside the functions that use them: `import simtrain` and the CLI stay fast (0.1 s), and a run
+# never loads what it does not use. The project's own modules are imported here, at the top.
+
 import json
 import shutil
 import tempfile
