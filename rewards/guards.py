@@ -119,6 +119,37 @@ class MinLength(_Guard):
         return len(words(line)) < self.min_words
 
 
+class SpeaksAsPersona(_Guard):
+    """Flags a line that does not speak as the persona at all: a stage direction or action in
+    brackets, or a line in another language. Such lines give an NLI judge nothing to contradict,
+    so consistency rewards alone pay for them."""
+
+    name = "guard_voice"
+
+    def flag(self, line, earlier, d):
+        return stage_direction(line) or foreign(line)
+
+
+# An action or stage direction: "(Pauses, glances at the clock)", "*sighs*", "(Sighs, starting
+# to speak...)". The trained 135M simulator learned to write these because a cross-encoder finds
+# nothing in them to contradict (bench/results/train_drift_long*: 27 of 192 lines, base 0).
+_STAGE = re.compile(r"\(\s*[A-Za-z][^()]{2,}\)|\*[A-Za-z][^*]{2,}\*")
+# Function words of the languages the 135M model slips into; English has none of them as words.
+_FOREIGN = set("ich und der die das wir sich ist nicht du sie wolle heißt mit auf eine ein den dem zu "
+               "je suis les des est une avec pour pas que qui "
+               "el los las una por para pero como está yo".split())
+
+
+def stage_direction(line: str) -> bool:
+    return bool(_STAGE.search(line))
+
+
+def foreign(line: str, min_words: int = 2) -> bool:
+    """True when at least ``min_words`` of the line's words are German, French or Spanish
+    function words (the simulator is asked for English)."""
+    return sum(w in _FOREIGN for w in words(line)) >= min_words
+
+
 def guard_metrics(dialogues: Sequence[Dialogue]) -> dict[str, float | None]:
     """Summary statistics that show collapse: line length, distinct-2, question-only rate."""
     lines = [l for d in dialogues for l in d.simulator_lines()]
@@ -126,4 +157,6 @@ def guard_metrics(dialogues: Sequence[Dialogue]) -> dict[str, float | None]:
         "mean_line_words": mean([float(len(words(l))) for l in lines]),
         "distinct_2": distinct_n(lines, 2),
         "question_only_rate": mean([float(is_question_only(l)) for l in lines]),
+        "stage_direction_rate": mean([float(stage_direction(l)) for l in lines]),
+        "foreign_rate": mean([float(foreign(l)) for l in lines]),
     }

@@ -17,7 +17,7 @@ import inspect
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, Callable, Sequence
-from simtrain.rewards.guards import MinLength, NoPersonaCopy, NoQuestionOnly, NoRepetition
+from simtrain.rewards.guards import MinLength, NoPersonaCopy, NoQuestionOnly, NoRepetition, SpeaksAsPersona
 from simtrain.rewards.line_to_line import LineToLine
 from simtrain.rewards.prompt_to_line import PromptToLine
 from simtrain.rewards.qa import QA
@@ -54,7 +54,7 @@ def _builtins() -> None:
     if _REGISTRY.get("_loaded"):
         return
 
-    for cls in (PromptToLine, LineToLine, QA, NoRepetition, NoQuestionOnly, NoPersonaCopy, MinLength):
+    for cls in (PromptToLine, LineToLine, QA, NoRepetition, NoQuestionOnly, NoPersonaCopy, MinLength, SpeaksAsPersona):
         _REGISTRY.setdefault(cls.name, cls)
     _REGISTRY["_loaded"] = True
 

@@ -351,3 +351,17 @@ def test_prompt_to_line_counts_a_line_out_of_role_against_consistency(judge):
     assert r.graded is not None and r.graded <= 0.5  # the role line is P(problem) 1 in the training value
     [r] = PromptToLine(judge, calibrate=False, role=False).score([dialogue("I bake bread in Porto.", "How can I assist you today?")])
     assert r.lines == [1.0, 1.0]
+
+
+def test_voice_guard_flags_stage_directions_and_other_languages():
+    """The lines the 60-step run learned to game the NLI judge with (bench/results/train_drift_long*)."""
+    flagged = ["(Pauses, glances at Dorothy, who is studying with her)",
+               "I'm fine. *sighs and looks away*",
+               "Der Mann, sich heißt, sie wolle. Heißt du helfen?"]
+    fine = ["I bake bread in Porto, and my sons help on Saturdays.", "My die-hard friends say I work too much."]
+    r = registry.build(RewardSpec(name="guard_voice"))
+    assert r(dialogues=[dialogue(*flagged)]) == [0.0]
+    assert r(dialogues=[dialogue(*fine)]) == [1.0]  # "die" as an English word is one hit, not two
+    assert guards.stage_direction("Honestly (and I hate saying it) I have not slept.")  # blunt: any bracketed aside
+    stats = guards.guard_metrics([dialogue(flagged[0], fine[0])])
+    assert stats["stage_direction_rate"] == 0.5 and stats["foreign_rate"] == 0.0
