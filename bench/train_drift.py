@@ -9,7 +9,8 @@ Prints one JSON line; writes the eval report and every dialogue under ``--out``.
 
 Presets (2 CPU cores, the embedded SmolLM2-135M simulator, therapy):
   demo  the `make demo` config as it is (about 20 minutes with the eval);
-  long  the same config trained for 60 steps, second-judge check every 10 (about 80 minutes).
+  long  the same config trained for 60 steps, second-judge check every 10 (about 75 minutes);
+  voice 30 steps with guard_voice (weight 1) and a KL term (beta 0.04) (about 50 minutes).
 
 Targets (issue 13): reduction >= 30% on prompt-to-line (role included) and line-to-line with the
 interval's lower bound above 0; mean line length >= 50% of base, distinct-2 >= 80% of base; the
@@ -32,7 +33,18 @@ import warnings  # noqa: E402
 
 warnings.filterwarnings("ignore")
 
-PRESETS = {"demo": {}, "long": {"train.max_steps": 60, "train.save_steps": 20, "check.every": 10}}
+DEMO_REWARDS = [{"name": "prompt_to_line", "weight": 1.0}, {"name": "line_to_line", "weight": 1.0},
+                {"name": "qa", "weight": 0.5, "args": {"max_probes": 3}}, {"name": "guard_repetition", "weight": 0.25},
+                {"name": "guard_questions", "weight": 0.25}, {"name": "guard_copy", "weight": 0.25},
+                {"name": "guard_length", "weight": 0.25}]
+PRESETS = {
+    "demo": {},
+    "long": {"train.max_steps": 60, "train.save_steps": 20, "check.every": 10},
+    # the long run gamed the judge with stage directions and German: the voice guard as a full
+    # reward and a KL term against the base model, for half as many steps
+    "voice": {"train.max_steps": 30, "train.save_steps": 10, "check.every": 10, "train.beta": 0.04,
+              "rewards": DEMO_REWARDS + [{"name": "guard_voice", "weight": 1.0}]},
+}
 
 
 def main() -> None:
