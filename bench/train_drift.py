@@ -33,17 +33,13 @@ import warnings  # noqa: E402
 
 warnings.filterwarnings("ignore")
 
-DEMO_REWARDS = [{"name": "prompt_to_line", "weight": 1.0}, {"name": "line_to_line", "weight": 1.0},
-                {"name": "qa", "weight": 0.5, "args": {"max_probes": 3}}, {"name": "guard_repetition", "weight": 0.25},
-                {"name": "guard_questions", "weight": 0.25}, {"name": "guard_copy", "weight": 0.25},
-                {"name": "guard_length", "weight": 0.25}]
 PRESETS = {
     "demo": {},
     "long": {"train.max_steps": 60, "train.save_steps": 20, "check.every": 10},
     # the long run gamed the judge with stage directions and German: the voice guard as a full
     # reward and a KL term against the base model, for half as many steps
     "voice": {"train.max_steps": 30, "train.save_steps": 10, "check.every": 10, "train.beta": 0.04,
-              "rewards": DEMO_REWARDS + [{"name": "guard_voice", "weight": 1.0}]},
+              "+rewards": [{"name": "guard_voice", "weight": 1.0}]},  # added to the config's rewards
 }
 
 
@@ -65,10 +61,15 @@ def main() -> None:
     from simtrain.train import train
 
     out_dir = args.out or f"runs/bench-drift-{args.preset}"
-    overrides = {"output_dir": out_dir, "train.wandb": False, **PRESETS[args.preset]}
+    preset = dict(PRESETS[args.preset])
+    extra_rewards = preset.pop("+rewards", [])
+    overrides = {"output_dir": out_dir, "train.wandb": False, **preset}
     if args.steps:
         overrides["train.max_steps"] = args.steps
     cfg = load_config(args.config, overrides)
+    if extra_rewards:
+        cfg = load_config(args.config, {**overrides, "rewards": [r.model_dump(exclude_none=True) for r in cfg.rewards]
+                                        + extra_rewards})
     reporter = RichReporter()  # step lines and progress on stderr; the JSON line alone on stdout
     train_s, rows = None, []
     if not args.skip_train:
