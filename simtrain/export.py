@@ -142,7 +142,7 @@ def export(source: str | Path, out: str | Path, adapter_only: bool = False, forc
         # Prove it: load what we wrote, the way a user would, and generate a line.
         sim = UserSimulator.from_pretrained(tmp, task=cfg.data.tasks[0], seed=0)
         line = sim.reply([{"speaker": "agent", "text": "Hello, how are you today?"}])
-        if not isinstance(line, str):
+        if not isinstance(line, str) or not line.strip():  # an empty line is a failed export too
             raise ExportError("the exported model did not generate a line")
         reporter.log(f"verified: the export generates \"{line[:60]}\"")
         if out.exists():
