@@ -70,7 +70,7 @@ _CLAUSE = (r"(?:(?!\b(?:who|whose|where|which|that|while|after|before|since|when
 # come earlier in its clause.
 _HEDGE = re.compile(r"\b(?:when|whenever|once|until|if|by the time|next|will|would|wish|going to|gonna|used to|"
                     r"not like|as if|pretend|imagine|dream|says|said|say|told|tells)\b|'ll\b", re.I)
-# Sentence ends for rules that look at one sentence at a time. Unlike `judge_data.sentences` it
+# Sentence ends for rules that look at one sentence at a time. Unlike `sentences.sentences` it
 # also splits before a lowercase word: simulator lines are loosely written ("Had chicken. my
 # brother hates it").
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")

@@ -31,6 +31,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from simtrain.rewards.sentences import sentences  # noqa: F401  (judge_data.sentences is the name tests and plug-ins used)
+
 CONTRADICTION, ENTAILMENT, NEUTRAL = "contradiction", "entailment", "neutral"
 LABELS = (CONTRADICTION, ENTAILMENT, NEUTRAL)
 
@@ -356,23 +358,6 @@ def facet_pairs(rng: random.Random, n: int) -> list[Pair]:
     return out
 
 
-_SENT = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'])")
-
-
-_ABBREV = re.compile(r"\b(Mr|Mrs|Ms|Dr|St|Prof|Jr|Sr|vs|etc)\.$")
-
-
-def sentences(text: str) -> list[str]:
-    """Split a description or a line into sentences (the judge compares one at a time)."""
-    out: list[str] = []
-    for piece in (p.strip() for p in _SENT.split(text.strip())):
-        if out and _ABBREV.search(out[-1]):
-            out[-1] += " " + piece  # "Mr. Li" is one sentence
-        elif piece:
-            out.append(piece)
-    return out
-
-
 OTHERS = {"age": "is {v}", "job": "works as a {v}", "location": "lives in {v}"}
 
 
@@ -553,12 +538,13 @@ def _tune(records: list[dict]) -> list[Pair]:
     return out
 
 
-def generate(n: int, seed: int, written_copies: int, tune_part: bool) -> list[Pair]:
+def generate(n: int, seed: int, written_copies: int, tune_part: bool, written_neutral: float = 1.0) -> list[Pair]:
     """The judge's training set (the arguments are `JudgeTrainConfig`'s ``examples``, ``seed``,
     ``written_copies`` and ``tune_part``): ``n`` generated pairs (1/2 facet pairs, 1/4 built-in
     persona facts, 1/4 restated description sentences) plus ``written_copies`` copies of the
     hand-written pairs and of the check set's tuning part (``tune_part=False`` leaves the tuning
-    part out, so that it can serve as validation data while the recipe is developed)."""
+    part out, so that it can serve as validation data while the recipe is developed), of whose
+    neutral pairs a fraction ``written_neutral`` is kept."""
     rng = random.Random(seed)
     personas = builtin_personas()
     written = _jsonl(WRITTEN)
@@ -569,6 +555,10 @@ def generate(n: int, seed: int, written_copies: int, tune_part: bool) -> list[Pa
     described = personas + [{"name": d.split(" is ")[0], "description": d} for d in descriptions]
     pairs = (facet_pairs(rng, n // 2) + persona_pairs(rng, personas, n // 4)
              + restatement_pairs(rng, described, n - n // 2 - n // 4))
-    pairs += (_written(written) + _tune(tune)) * written_copies
+    # Most hand-written pairs are neutral (every other sentence of a description against a line
+    # about one of them). ``written_neutral`` keeps that fraction of them, at random: they are
+    # most of the training time and, past a point, add little the judge does not already learn.
+    kept = [p for p in _written(written) + _tune(tune) if p.label != NEUTRAL or rng.random() < written_neutral]
+    pairs += kept * written_copies
     rng.shuffle(pairs)
     return pairs

@@ -34,7 +34,7 @@ from simtrain.rewards import fact_checks
 from simtrain import models
 from simtrain.openai_client import EndpointError, chat_completions
 from simtrain.rewards import train_judge
-from simtrain.rewards.judge_data import sentences
+from simtrain.rewards.sentences import sentences
 from simtrain.openai_client import EndpointConfig
 
 logger = logging.getLogger("simtrain.judges")

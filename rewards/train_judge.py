@@ -25,7 +25,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from simtrain.rewards import judge_data
+from simtrain.models import cache_dir
+from simtrain.rewards import judge_data, sentences
 
 logger = logging.getLogger("simtrain.train_judge")
 
@@ -46,6 +47,8 @@ class JudgeTrainConfig:
     warmup_ratio: float = 0.1
     seed: int = 0
     tune_part: bool = False  # train on the check set's tuning part too (off: it validates the recipe)
+    written_neutral: float = 0.3  # fraction of the hand-written neutral pairs kept (they are ~2/3 of all pairs)
+    freeze_embeddings: bool = True  # the 11.7M-parameter word embeddings stay as shipped
 
     def version(self) -> str:
         """Changes whenever the config, the generator/trainer code or the training data changes,
@@ -54,7 +57,7 @@ class JudgeTrainConfig:
         the judge learns from."""
         h = hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode())
         data = (judge_data.WRITTEN, judge_data.CHECKSET) if self.tune_part else (judge_data.WRITTEN,)
-        for mod in (judge_data.__file__, __file__, *data):
+        for mod in (judge_data.__file__, sentences.__file__, __file__, *data):
             h.update(Path(mod).read_bytes())
         return h.hexdigest()[:10]
 
@@ -69,8 +72,7 @@ def base_model_dir() -> Path:
 
 def default_dir(cfg: JudgeTrainConfig | None = None) -> Path:
     cfg = cfg or JudgeTrainConfig()
-    root = Path(os.environ.get("SIMTRAIN_CACHE", Path.home() / ".cache" / "simtrain"))
-    return root / "judges" / f"{NAME}-{cfg.version()}"
+    return cache_dir() / "judges" / f"{NAME}-{cfg.version()}"  # the models' cache: SIMTRAIN_CACHE, XDG_CACHE_HOME
 
 
 def train(out: str | Path | None = None, cfg: JudgeTrainConfig | None = None, progress: bool = True) -> Path:
@@ -94,7 +96,12 @@ def train(out: str | Path | None = None, cfg: JudgeTrainConfig | None = None, pr
     model = AutoModelForSequenceClassification.from_pretrained(
         src, num_labels=len(label2id), id2label={i: l for l, i in label2id.items()}, label2id=label2id)
 
-    pairs = judge_data.generate(cfg.examples, cfg.seed, cfg.written_copies, cfg.tune_part)
+    if cfg.freeze_embeddings:
+        # Half of MiniLM's parameters are its word embeddings; updating them every step costs more
+        # than the six layers' backward pass, and NLI on these short lines barely needs them to move.
+        model.get_input_embeddings().weight.requires_grad_(False)
+
+    pairs = judge_data.generate(cfg.examples, cfg.seed, cfg.written_copies, cfg.tune_part, cfg.written_neutral)
     ds = Dataset.from_dict({"premise": [p.premise for p in pairs], "hypothesis": [p.hypothesis for p in pairs],
                             "label": [label2id[p.label] for p in pairs]})
     ds = ds.map(lambda b: tok(b["premise"], b["hypothesis"], truncation=True, max_length=cfg.max_length),

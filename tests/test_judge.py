@@ -50,6 +50,17 @@ def test_generated_pairs_are_deterministic_balanced_and_never_from_the_check_set
     assert not copies, copies[:5]
 
 
+def test_written_neutral_keeps_a_fraction_of_the_hand_written_neutral_pairs_only():
+    """The fast recipe drops most hand-written neutral pairs (the bulk of the training time) and
+    keeps every contradiction and entailment."""
+    full, thin = judge_data.generate(0, 0, 1, False), judge_data.generate(0, 0, 1, False, written_neutral=0.3)
+    count = lambda pairs, label: sum(p.label == label for p in pairs)  # noqa: E731
+    for label in (judge_data.CONTRADICTION, judge_data.ENTAILMENT):
+        assert count(thin, label) == count(full, label) > 1000
+    assert 0.25 < count(thin, judge_data.NEUTRAL) / count(full, judge_data.NEUTRAL) < 0.35
+    assert set(thin) <= set(full)
+
+
 def test_judge_version_follows_its_training_data(tmp_path, monkeypatch):
     """A cached judge is reused only while its recipe, code and training data are unchanged. The
     check set is training data only when its tuning part is trained on, so growing it leaves the
@@ -164,6 +175,15 @@ def test_judge_train_command_writes_a_loadable_judge_and_reuses_the_cached_one(d
     assert r.returncode == 0, r.stderr
     meta = json.loads((out / "simtrain_judge.json").read_text())
     assert meta["config"]["seed"] == 1 and meta["pairs"] > 5000
+    # the recipe freezes the word embeddings: they are still the shipped ones, the classifier moved
+    from transformers import AutoModel
+
+    from simtrain.rewards.train_judge import JudgeTrainConfig, base_model_dir
+
+    assert JudgeTrainConfig().freeze_embeddings
+    shipped = AutoModel.from_pretrained(base_model_dir()).get_input_embeddings().weight
+    trained = AutoModel.from_pretrained(out).get_input_embeddings().weight
+    assert shipped.shape == trained.shape and bool((shipped == trained).all())
     assert not list(tmp_path.glob("judge.*-*"))  # staging / old folders renamed or removed, nothing left behind
     judge = NLIJudge(str(out))
     assert judge.p_problem([judge_query("Ana lives in Porto.", "I live in Oslo.")])[0] is not None
