@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 # The offline judge (MiniLM cross-encoder) is trained once from shipped weights and generated
-# data into ~/.cache/simtrain/judges (about 20 minutes on 2 CPU cores); a no-op after that.
+# data into ~/.cache/simtrain/judges (about 4.5 minutes on 2 CPU cores); a no-op after that.
 judge: $(STAMP)
 	$(VENV)/bin/simtrain judge-train
 

@@ -8,7 +8,8 @@ NLI model.
 
     simtrain judge-train [--out DIR] [--examples N] [--epochs E] [--seed S]
 
-Without ``--out`` it goes to ``~/.cache/simtrain/judges/minilm-contra-<version>``, which is what
+Without ``--out`` it goes to ``~/.cache/simtrain/judges/minilm-contra-<version>`` (the models'
+cache: ``$SIMTRAIN_CACHE`` or ``$XDG_CACHE_HOME/simtrain`` first), which is what
 the judge name ``minilm-contra`` resolves to (and is trained on first use if missing).
 """
 
@@ -145,9 +146,9 @@ def _install(staging: Path, out: Path) -> None:
 
 
 def ensure(cfg: JudgeTrainConfig | None = None) -> Path:
-    """The cached default judge, training it first if it is not there yet (about 20 minutes on 2 CPU cores)."""
+    """The cached default judge, training it first if it is not there yet (about 4.5 minutes on 2 CPU cores)."""
     path = default_dir(cfg)
     if not (path / MARKER).exists():
-        logger.warning("training the offline judge %s into %s (first use; about 20 minutes on 2 CPU cores)", NAME, path)
+        logger.warning("training the offline judge %s into %s (first use; about 4.5 minutes on 2 CPU cores)", NAME, path)
         train(path, cfg)
     return path
