@@ -31,6 +31,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import warnings  # noqa: E402
 
+from role_check import wilson  # noqa: E402  (bench/ is on the path when a script here runs)
+
 warnings.filterwarnings("ignore")
 
 CHECKSET = os.path.join(os.path.dirname(__file__), "..", "rewards", "data", "checkset.jsonl")
@@ -62,13 +64,21 @@ def evaluate_judge(judge, dialogues, calibrate: bool, threshold: float = 0.5) ->
     out = {}
     t0, q0 = judge.stats.seconds, judge.stats.queries
     p2l = PromptToLine(judge, threshold=threshold, calibrate=calibrate).line_probs(dialogues)
-    scores, labels = [], []
+    scores, labels, kinds = [], [], []
     for d, probs in zip(dialogues, p2l):
         for t, p in zip(d.simulator_indices(), probs):
             if p is not None:
                 scores.append(p)
                 labels.append(d.turns[t].extra["labels"]["prompt_to_line"] == 0)
+                kinds.append(d.turns[t].extra.get("contradicts_kind"))
     out["prompt_to_line"] = _metrics(scores, labels, threshold)
+    # The fresh part's persona contradictions carry a kind: "behaviour" (temperament, mood,
+    # social or learning style) or "fact". Recall per kind shows whether the judge sees both.
+    for kind in sorted({k for k in kinds if k}):
+        flagged = [s >= threshold for s, k in zip(scores, kinds) if k == kind]
+        out["prompt_to_line"].setdefault("recall_by_kind", {})[kind] = {
+            "n": len(flagged), "flagged": sum(flagged), "recall": round(sum(flagged) / len(flagged), 3),
+            "recall_95ci": wilson(sum(flagged), len(flagged))}
     l2l = LineToLine(judge, threshold=threshold, calibrate=calibrate).score(dialogues)
     scores, labels = [], []
     for d, r in zip(dialogues, l2l):

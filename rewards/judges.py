@@ -28,7 +28,9 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Literal, Sequence
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from simtrain.rewards import fact_checks
 from simtrain import models
@@ -393,34 +395,52 @@ class NLIJudge(Judge):
         return out
 
 
-@dataclass
-class JudgeSpec:
-    """What `make_judge` needs; mirrors the config's ``judge`` section."""
+class JudgeConfig(BaseModel):
+    """The run config's ``judge`` section (and ``check.judge``), used as it is by `make_judge`.
+    It lives here, not in ``simtrain.config``, so that this layer can take it without importing
+    upward; the config imports it."""
 
-    backend: str = "hf"
-    model: str = "smollm2"
-    base_url: str | None = None
-    api_key_env: str = "OPENAI_API_KEY"
-    concurrency: int = 8
-    timeout_s: float = 60.0
-    max_retries: int = 3
-    batch_size: int = 8
-    cache_path: str | None = None
-    fact_checks: bool = True
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    backend: Literal["hf", "openai", "nli"] = Field("nli", description="Judge backend: nli (cross-encoder; the default is simtrain's trained offline judge), hf (local causal LM), openai (endpoint).")
+    model: str | None = Field(None, description="Judge model: a path / hub id or simtrain name (nli: default 'minilm-contra'; hf: default 'smollm2'), or the served model name (openai, required).")
+    base_url: str | None = Field(None, description="Endpoint base URL for backend 'openai'.")
+    api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable holding the endpoint's API key.")
+    concurrency: int = Field(8, ge=1, description="Concurrent requests (openai).")
+    timeout_s: float = Field(60.0, gt=0, description="Per-request timeout (openai).")
+    max_retries: int = Field(3, ge=0, description="Retries with exponential backoff on timeouts, 429 and 5xx (openai).")
+    batch_size: int = Field(8, ge=1, description="Queries per forward pass (hf, nli).")
+    threshold: float = Field(0.5, gt=0, lt=1, description="P(contradiction) at or above which a line is judged inconsistent.")
+    calibrate: bool | None = Field(None, description="Prompt-to-line: compare each verdict with the same question about a neutral line (cancels a yes/no bias). Default: on for hf, off otherwise.")
+    qa_when: str = Field("half", description="When Q&A probes are asked: 'end', 'half' (half-way and end) or 'each' line.")
+    cache_path: str | None = Field(None, description="JSONL file caching judgements across runs; default: <run dir>/judge_cache.jsonl.")
+    fact_checks: bool = Field(True, description="nli: also compare the speaker's age, school year, place, family, birth order and diet, read by rules (rewards/fact_checks.py).")
+
+    def resolved_model(self) -> str:
+        if self.model:
+            return self.model
+        if self.backend == "openai":
+            raise ValueError("judge.backend is 'openai' but judge.model (the served model name) is not set")
+        return {"nli": "minilm-contra", "hf": "smollm2"}[self.backend]
+
+    def resolved_calibrate(self) -> bool:
+        return self.backend == "hf" if self.calibrate is None else self.calibrate
 
 
-def make_judge(spec, loaded=None) -> Judge:
-    """Build a judge from a ``JudgeSpec`` or the config's ``judge`` section."""
-    cache = JudgeCache(spec.cache_path)
+def make_judge(spec: JudgeConfig, loaded=None, default_cache: str | None = None) -> Judge:
+    """Build the judge a ``judge`` config section describes. ``default_cache`` is the judgement
+    cache used when the section names none (training passes the run folder's)."""
+    cache = JudgeCache(spec.cache_path or default_cache)
+    model = spec.resolved_model()
     if spec.backend == "hf":
-        return HFJudge(spec.model, batch_size=spec.batch_size, loaded=loaded, cache=cache)
+        return HFJudge(model, batch_size=spec.batch_size, loaded=loaded, cache=cache)
     if spec.backend == "openai":
 
         if not spec.base_url:
             raise ValueError("judge.backend is 'openai' but judge.base_url is not set")
-        return OpenAIJudge(EndpointConfig(base_url=spec.base_url, model=spec.model, api_key_env=spec.api_key_env,
+        return OpenAIJudge(EndpointConfig(base_url=spec.base_url, model=model, api_key_env=spec.api_key_env,
                                           concurrency=spec.concurrency, timeout_s=spec.timeout_s,
                                           max_retries=spec.max_retries), cache=cache)
     if spec.backend == "nli":
-        return NLIJudge(spec.model, cache=cache, batch_size=spec.batch_size, fact_checks=spec.fact_checks)
+        return NLIJudge(model, cache=cache, batch_size=spec.batch_size, fact_checks=spec.fact_checks)
     raise ValueError(f"unknown judge backend {spec.backend!r}; choose hf, openai or nli")

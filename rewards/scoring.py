@@ -11,7 +11,7 @@ from typing import Sequence
 
 from simtrain.rewards.base import mean
 from simtrain.rewards.guards import guard_metrics
-from simtrain.rewards.judges import Judge, JudgeSpec, make_judge
+from simtrain.rewards.judges import Judge, make_judge
 from simtrain.rewards.registry import RewardSpec, build_all, composite, find
 from simtrain.dialogue import Dialogue
 from simtrain.reporting import Reporter
@@ -20,11 +20,7 @@ CONSISTENCY = ("prompt_to_line", "line_to_line", "qa")
 
 
 def judge_from_config(cfg, loaded=None, default_cache: str | None = None) -> Judge:
-    j = cfg.judge
-    return make_judge(JudgeSpec(backend=j.backend, model=j.resolved_model(), base_url=j.base_url, api_key_env=j.api_key_env,
-                                concurrency=j.concurrency, timeout_s=j.timeout_s, max_retries=j.max_retries,
-                                batch_size=j.batch_size, cache_path=j.cache_path or default_cache,
-                                fact_checks=j.fact_checks), loaded=loaded)
+    return make_judge(cfg.judge, loaded=loaded, default_cache=default_cache)
 
 
 def specs_from_config(cfg) -> list[RewardSpec]:

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from simtrain.rewards.judges import JudgeConfig  # defined beside the judges it builds; the `judge` section
 from simtrain.rewards.registry import DEFAULT_REWARDS
 
 
@@ -65,33 +66,6 @@ class DataConfig(_Section):
     personas: dict[str, str] = Field(default_factory=dict, description="Per-task persona file (.jsonl/.csv) replacing the built-in set.")
     split: Literal["train", "eval"] = Field("train", description="Which part of the fixed persona split to use.")
     max_personas: int | None = Field(None, ge=1, description="Use at most this many personas per task (the first ones).")
-
-
-class JudgeConfig(_Section):
-    backend: Literal["hf", "openai", "nli"] = Field("nli", description="Judge backend: nli (cross-encoder; the default is simtrain's trained offline judge), hf (local causal LM), openai (endpoint).")
-    model: str | None = Field(None, description="Judge model: a path / hub id or simtrain name (nli: default 'minilm-contra'; hf: default 'smollm2'), or the served model name (openai, required).")
-    base_url: str | None = Field(None, description="Endpoint base URL for backend 'openai'.")
-    api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable holding the endpoint's API key.")
-    concurrency: int = Field(8, ge=1, description="Concurrent requests (openai).")
-    timeout_s: float = Field(60.0, gt=0, description="Per-request timeout (openai).")
-    max_retries: int = Field(3, ge=0, description="Retries with exponential backoff on timeouts, 429 and 5xx (openai).")
-    batch_size: int = Field(8, ge=1, description="Queries per forward pass (hf, nli).")
-    threshold: float = Field(0.5, gt=0, lt=1, description="P(contradiction) at or above which a line is judged inconsistent.")
-    calibrate: bool | None = Field(None, description="Prompt-to-line: compare each verdict with the same question about a neutral line (cancels a yes/no bias). Default: on for hf, off otherwise.")
-    qa_when: str = Field("half", description="When Q&A probes are asked: 'end', 'half' (half-way and end) or 'each' line.")
-    cache_path: str | None = Field(None, description="JSONL file caching judgements across runs; default: <run dir>/judge_cache.jsonl.")
-    fact_checks: bool = Field(True, description="nli: also compare the speaker's age, school year, place, family, birth order and diet, read by rules (rewards/fact_checks.py).")
-
-
-    def resolved_model(self) -> str:
-        if self.model:
-            return self.model
-        if self.backend == "openai":
-            raise ValueError("judge.backend is 'openai' but judge.model (the served model name) is not set")
-        return {"nli": "minilm-contra", "hf": "smollm2"}[self.backend]
-
-    def resolved_calibrate(self) -> bool:
-        return self.backend == "hf" if self.calibrate is None else self.calibrate
 
 
 class RewardSection(_Section):
