@@ -3,6 +3,7 @@ the way users load it (the default config), on blatant contradictions and clean 
 
 import json
 import re
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,21 @@ def near_copy(a, b, share=0.6):
     return len(wa & wb) >= 3 and len(wa & wb) / len(wa | wb) >= share
 
 
+def near_copies(texts, checked, share=0.6):
+    """Every (text, checked line) pair that is a `near_copy`. The same answer as testing all
+    pairs, through an index of content words: all pairs took 50 s, a tenth of the suite."""
+    words = {c: content_words(c) for c in checked}
+    index = {}
+    for c, ws in words.items():
+        for w in ws:
+            index.setdefault(w, []).append(c)
+    out = []
+    for t in texts:
+        shared = Counter(c for w in content_words(t) for c in index.get(w, ()))
+        out += [(t, c) for c, k in shared.items() if k >= 3 and near_copy(t, c, share)]
+    return out
+
+
 def test_generated_pairs_are_deterministic_balanced_and_never_from_the_check_set():
     a, b = judge_data.generate(900, 3, 2, True), judge_data.generate(900, 3, 2, True)
     assert a == b and a != judge_data.generate(900, 4, 2, True)
@@ -44,9 +60,9 @@ def test_generated_pairs_are_deterministic_balanced_and_never_from_the_check_set
     texts = {p.hypothesis for p in a} | {p.premise for p in a}
     more = Path(judge_data.WRITTEN).with_name("judge_train_more.jsonl")  # not in the recipe, but kept for one
     texts |= {x for p in judge_data.written_pairs() + judge_data.written_pairs(more) for x in (p.premise, p.hypothesis)}
-    copies = [(t, c) for t in texts for c in lines if near_copy(t, c)]
+    copies = near_copies(texts, lines)
     # persona descriptions share stock phrases ("a visual learner who likes diagrams"): looser
-    copies += [(t, c) for t in texts for c in descriptions if near_copy(t, c, share=0.75)]
+    copies += near_copies(texts, descriptions, share=0.75)
     assert not copies, copies[:5]
 
 

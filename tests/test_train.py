@@ -102,7 +102,9 @@ def test_a_hung_worker_times_out_into_the_restart_path(tmp_path, ray_session):
     from simtrain.workers import WorkerPool
 
     cfg = smoke(tmp_path, **{"train.num_rollout_workers": 1})
-    pool = WorkerPool(cfg, 1, timeout_s=30, max_restarts=1)
+    # 15 s: well over a restarted tiny worker's start plus its rollout (about 5 s here), and each
+    # hang costs the whole timeout
+    pool = WorkerPool(cfg, 1, timeout_s=15, max_restarts=1)
     try:
         jobs = make_jobs(cfg)
         for k in range(2):
