@@ -48,12 +48,12 @@ def main() -> None:
 
     lm = models.load(args.model, device="cpu")
     gen = HFGenerator(lm.model, lm.tokenizer)
-    sampling = SamplingConfig(temperature=0.8, max_new_tokens=args.max_new_tokens, seed=0)
+    sampling = SamplingConfig(temperature=0.8, max_new_tokens=args.max_new_tokens)
     personas = (load_personas("therapy") * 4)[: args.dialogues]
     jobs = [RolloutJob(get_task("therapy"), p, f"d{i}") for i, p in enumerate(personas)]
 
     def run(batch_size: int):
-        eng = RolloutEngine(gen, HFAgent(gen, sampling), sampling, num_utterances=args.utterances,
+        eng = RolloutEngine(gen, HFAgent(gen, sampling), sampling, seed=0, num_utterances=args.utterances,
                             batch_size=batch_size)
         t0 = time.perf_counter()
         ds = eng.run(jobs)

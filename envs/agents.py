@@ -58,14 +58,15 @@ class HFAgent:
 
 
 class OpenAIAgent:
-    def __init__(self, endpoint: EndpointConfig, sampling: SamplingConfig):
+    def __init__(self, endpoint: EndpointConfig, sampling: SamplingConfig, seed: int | None = None):
         self.endpoint = endpoint
         self.sampling = sampling
+        self.seed = seed  # sent with each request, for servers that honour it
 
     def respond(self, views: list[AgentView]) -> list[str]:
         s = self.sampling
         bodies = [{"messages": v.messages, "max_tokens": s.max_new_tokens, "temperature": s.temperature,
-                   "top_p": s.top_p} | ({"seed": s.seed} if s.seed is not None else {})
+                   "top_p": s.top_p} | ({"seed": self.seed} if self.seed is not None else {})
                   for v in views]
         results = chat_completions(self.endpoint, bodies)
         failed = [r for r in results if isinstance(r, EndpointError)]

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from simtrain.generation import SamplingConfig  # the rollout.sampling / agent.sampling sections
 from simtrain.rewards.judges import JudgeConfig  # defined beside the judges it builds; the `judge` section
 from simtrain.rewards.registry import DEFAULT_REWARDS
 
@@ -32,13 +33,6 @@ class ModelConfig(_Section):
     trust_remote_code: bool = Field(False, description="Allow model repos to run their own code. Off unless you trust it.")
 
 
-class SamplingSection(_Section):
-    temperature: float = Field(0.8, ge=0, description="Sampling temperature; 0 means greedy.")
-    top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling mass.")
-    top_k: int = Field(0, ge=0, description="Top-k cut-off; 0 disables it.")
-    max_new_tokens: int = Field(48, ge=1, description="Cap on tokens per line.")
-
-
 class AgentConfig(_Section):
     kind: Literal["hf", "openai", "bank"] = Field("hf", description="'hf': a local model; 'openai': an OpenAI-compatible endpoint; 'bank': the task's fixed questions in order (no generation).")
     model: str | None = Field(None, description="Agent model name; empty: the simulator's base model, sharing its weights.")
@@ -46,7 +40,7 @@ class AgentConfig(_Section):
     api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable that holds the endpoint's API key.")
     concurrency: int = Field(8, ge=1, description="Concurrent requests for kind 'openai'.")
     timeout_s: float = Field(60.0, gt=0, description="Per-request timeout for kind 'openai'.")
-    sampling: SamplingSection = Field(default_factory=SamplingSection, description="The agent's sampling settings.")
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig, description="The agent's sampling settings.")
 
 
 class RolloutConfig(_Section):
@@ -58,7 +52,7 @@ class RolloutConfig(_Section):
                           description="Reminder appended to each agent line in the simulator's view; '' disables.")
     end_of_turn: str | None = Field(None, description="Token that ends a chat message; default: the tokenizer's eos token.")
     seed: int | None = Field(0, description="Seed for sampling; a fixed seed reproduces the dialogues.")
-    sampling: SamplingSection = Field(default_factory=SamplingSection, description="The simulator's sampling settings.")
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig, description="The simulator's sampling settings.")
 
 
 class DataConfig(_Section):

@@ -16,16 +16,20 @@ from __future__ import annotations
 from contextlib import nullcontext
 from dataclasses import dataclass
 
+from pydantic import BaseModel, ConfigDict, Field
 
-@dataclass
-class SamplingConfig:
-    """How lines are sampled. ``temperature=0`` means greedy decoding."""
 
-    temperature: float = 0.8
-    top_p: float = 0.95
-    top_k: int = 0  # 0 disables top-k
-    max_new_tokens: int = 48  # cap per line
-    seed: int | None = 0  # fixed seed -> reproducible dialogues
+class SamplingConfig(BaseModel):
+    """How lines are sampled; also the run config's ``rollout.sampling`` and ``agent.sampling``
+    sections, passed as they are. The seed is not here: it belongs to a whole rollout
+    (``RolloutEngine.seed``, ``rollout.seed``), not to one speaker's settings."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    temperature: float = Field(0.8, ge=0, description="Sampling temperature; 0 means greedy.")
+    top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling mass.")
+    top_k: int = Field(0, ge=0, description="Top-k cut-off; 0 disables it.")
+    max_new_tokens: int = Field(48, ge=1, description="Cap on tokens per line.")
 
 
 @dataclass

@@ -94,7 +94,8 @@ class RolloutEngine:
     Args:
         simulator: generator holding the simulator model (optionally a peft model).
         agent: the task agent (``envs.agents.HFAgent`` or ``OpenAIAgent``).
-        sampling: simulator sampling settings; ``seed`` makes runs reproducible.
+        sampling: simulator sampling settings.
+        seed: seeds torch before each run, so a fixed seed reproduces the dialogues; None does not seed.
         num_utterances: utterances per dialogue, both speakers counted (the agent's opening too).
         first_speaker: "agent" (default) or "simulator".
         reminder: short-reply reminder appended to each agent line in the simulator's view
@@ -104,7 +105,8 @@ class RolloutEngine:
 
     def __init__(self, simulator: HFGenerator, agent: Agent, sampling: SamplingConfig | None = None,
                  num_utterances: int = 8, first_speaker: str = "agent", reminder: str = SHORT_REPLY,
-                 batch_size: int = 16, end_of_turn: str | None = None, reporter: Reporter | None = None):
+                 batch_size: int = 16, end_of_turn: str | None = None, reporter: Reporter | None = None,
+                 seed: int | None = 0):
         if first_speaker not in ("agent", "simulator"):
             raise ValueError(f"first_speaker must be 'agent' or 'simulator', got {first_speaker!r}")
         if num_utterances < 1:
@@ -112,6 +114,7 @@ class RolloutEngine:
         self.sim = simulator
         self.agent = agent
         self.sampling = sampling or SamplingConfig()
+        self.seed = seed  # seeds torch before each run: a fixed seed reproduces the dialogues
         self.num_utterances = num_utterances
         self.first_speaker = first_speaker
         self.reminder = reminder
@@ -123,8 +126,8 @@ class RolloutEngine:
         """Run all jobs, ``batch_size`` at a time, and return one Dialogue per job, in order."""
         import torch
 
-        if self.sampling.seed is not None:
-            torch.manual_seed(self.sampling.seed)
+        if self.seed is not None:
+            torch.manual_seed(self.seed)
         out: list[Dialogue] = []
         batches = [jobs[i:i + self.batch_size] for i in range(0, len(jobs), self.batch_size)]
         with self.reporter.progress(len(jobs) * self.num_utterances, "rollout (utterances)") as advance:
@@ -232,11 +235,6 @@ def make_jobs(cfg, split: str | None = None) -> list[RolloutJob]:
     return jobs
 
 
-def sampling_from(section, seed: int | None) -> SamplingConfig:
-    return SamplingConfig(temperature=section.temperature, top_p=section.top_p, top_k=section.top_k,
-                          max_new_tokens=section.max_new_tokens, seed=seed)
-
-
 def build_engine(cfg, simulator=None, reporter: Reporter | None = None) -> RolloutEngine:
     """Build the engine a RunConfig describes. ``simulator`` may be an already loaded
     ``LoadedModel`` (the trainer passes its policy); otherwise it is loaded from config."""
@@ -246,20 +244,20 @@ def build_engine(cfg, simulator=None, reporter: Reporter | None = None) -> Rollo
                                              trust_remote_code=cfg.simulator.trust_remote_code)
     sim_gen = HFGenerator(simulator.model, simulator.tokenizer)
     a = cfg.agent
-    agent_sampling = sampling_from(a.sampling, cfg.rollout.seed)
     if a.kind == "bank":
         agent = QuestionBankAgent()
     elif a.kind == "openai":
         if not a.base_url:
             raise ValueError("agent.kind is 'openai' but agent.base_url is not set")
         agent = OpenAIAgent(EndpointConfig(base_url=a.base_url, model=a.model or "default", api_key_env=a.api_key_env,
-                                           concurrency=a.concurrency, timeout_s=a.timeout_s), agent_sampling)
+                                           concurrency=a.concurrency, timeout_s=a.timeout_s), a.sampling,
+                            seed=cfg.rollout.seed)
     elif a.model in (None, cfg.simulator.name):
-        agent = HFAgent(sim_gen, agent_sampling, use_adapter=False)  # shared base weights
+        agent = HFAgent(sim_gen, a.sampling, use_adapter=False)  # shared base weights
     else:
         other = models.load(a.model, dtype=cfg.simulator.dtype, trust_remote_code=cfg.simulator.trust_remote_code)
-        agent = HFAgent(HFGenerator(other.model, other.tokenizer), agent_sampling)
+        agent = HFAgent(HFGenerator(other.model, other.tokenizer), a.sampling)
     r = cfg.rollout
-    return RolloutEngine(sim_gen, agent, sampling_from(r.sampling, r.seed), num_utterances=r.num_utterances,
+    return RolloutEngine(sim_gen, agent, r.sampling, seed=r.seed, num_utterances=r.num_utterances,
                          first_speaker=r.first_speaker, reminder=r.reminder, batch_size=r.batch_size,
                          end_of_turn=r.end_of_turn, reporter=reporter)

@@ -43,11 +43,12 @@ def resolve_persona(persona: Persona | dict | str, task: str) -> Persona:
 
 class UserSimulator:
     def __init__(self, lm, task: Task, persona: Persona, sampling: SamplingConfig | None = None,
-                 reminder: str = SHORT_REPLY, end_of_turn: str | None = None):
+                 reminder: str = SHORT_REPLY, end_of_turn: str | None = None, seed: int | None = None):
         self.lm = lm
         self.task = task
         self.persona = persona
-        self.sampling = sampling or SamplingConfig(temperature=0.7, max_new_tokens=64, seed=None)
+        self.sampling = sampling or SamplingConfig(temperature=0.7, max_new_tokens=64)
+        self.seed = seed  # None: a fresh draw each reply
         self.reminder = reminder
         self.gen = HFGenerator(lm.model, lm.tokenizer)
         self.fmt = ChatFormat(lm.tokenizer, end_of_turn)
@@ -70,7 +71,7 @@ class UserSimulator:
             persona = load_personas(task, split="eval")[0]
         s = settings.get("sampling", {})
         sampling = SamplingConfig(temperature=s.get("temperature", 0.7), top_p=s.get("top_p", 0.95),
-                                  max_new_tokens=s.get("max_new_tokens", 64), seed=kwargs.pop("seed", None))
+                                  max_new_tokens=s.get("max_new_tokens", 64))
         return cls(lm, task_obj, resolve_persona(persona, task), sampling=kwargs.pop("sampling", sampling),
                    reminder=settings.get("reminder", SHORT_REPLY), end_of_turn=settings.get("end_of_turn"), **kwargs)
 
@@ -80,7 +81,7 @@ class UserSimulator:
 
         turns = [h if isinstance(h, Turn) else Turn(*h) if isinstance(h, tuple) else Turn(h["speaker"], h["text"])
                  for h in history]
-        if self.sampling.seed is not None:
-            torch.manual_seed(self.sampling.seed)
+        if self.seed is not None:
+            torch.manual_seed(self.seed)
         prompt = self.fmt.prompt_ids(simulator_messages(self.task, self.persona, turns, self.reminder))
         return self.gen.generate([prompt], self.sampling, use_adapter=True)[0].text

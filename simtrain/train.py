@@ -93,7 +93,7 @@ class LocalRollout:
         if self.engine is None:
             self.engine = build_engine(self.cfg, simulator=models.LoadedModel(self.cfg.simulator.name, model,
                                                                              trainer.processing_class))
-        self.engine.sampling.seed = seed
+        self.engine.seed = seed
         was_training = model.training
         model.eval()
         try:

@@ -80,7 +80,7 @@ class RolloutWorker:
         return version
 
     def rollout(self, jobs: Sequence[RolloutJob], seed: int | None) -> list[Dialogue]:
-        self.engine.sampling.seed = seed
+        self.engine.seed = seed
         dialogues = self.engine.run(jobs)
         for d in dialogues:
             d.meta["policy_version"] = self.version

@@ -102,3 +102,23 @@ def test_readme_config_reference_matches_the_code():
 
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     assert reference_markdown() in readme, "README's config reference is stale: paste `simtrain config reference`"
+
+
+def test_one_config_object_per_concern_used_as_it_is(tiny, tmp_path):
+    """The judge and sampling sections are the very objects the judge and engine take: no
+    second spec type with its own defaults to drift (they once disagreed: hf vs nli)."""
+    from simtrain.generation import SamplingConfig
+    from simtrain.rewards.judges import JudgeConfig, NLIJudge, make_judge
+    from simtrain.rollout import build_engine
+
+    cfg = load_config(overrides={"simulator.name": "tiny-random", "rollout.seed": 5,
+                                 "rollout.sampling.temperature": 0.3})
+    assert type(cfg.judge) is JudgeConfig and type(cfg.check.judge) is JudgeConfig
+    assert type(cfg.rollout.sampling) is SamplingConfig and type(cfg.agent.sampling) is SamplingConfig
+    eng = build_engine(cfg, simulator=tiny)
+    assert eng.sampling is cfg.rollout.sampling and eng.agent.sampling is cfg.agent.sampling and eng.seed == 5
+    # the judge section's defaults are the ones make_judge applies
+    judge = make_judge(JudgeConfig(), default_cache=str(tmp_path / "c.jsonl"))  # nli, minilm-contra
+    assert isinstance(judge, NLIJudge)
+    with pytest.raises(ValueError, match="judge.model"):
+        make_judge(JudgeConfig(backend="openai", base_url="http://127.0.0.1:1/v1"))

@@ -20,7 +20,8 @@ def jobs(n=3):
 
 def engine(lm, **kw):
     gen = HFGenerator(lm.model, lm.tokenizer)
-    sampling = kw.pop("sampling", SamplingConfig(temperature=1.0, max_new_tokens=12, seed=7))
+    sampling = kw.pop("sampling", SamplingConfig(temperature=1.0, max_new_tokens=12))
+    kw.setdefault("seed", 7)
     return RolloutEngine(gen, HFAgent(gen, SamplingConfig(temperature=1.0, max_new_tokens=10)), sampling, **kw)
 
 
@@ -64,7 +65,7 @@ def test_mask_covers_exactly_the_simulator_tokens(tiny):
 def test_recorded_logprobs_match_a_fresh_forward_pass(tiny):
     temp = 0.9
     ds = engine(tiny, num_utterances=4,
-                sampling=SamplingConfig(temperature=temp, max_new_tokens=10, seed=3)).run(jobs(3))
+                sampling=SamplingConfig(temperature=temp, max_new_tokens=10), seed=3).run(jobs(3))
     for d in ds:
         ids = torch.tensor([d.prompt_ids + d.completion_ids])
         with torch.no_grad():
@@ -80,7 +81,7 @@ def test_recorded_logprobs_match_a_fresh_forward_pass(tiny):
 def test_fixed_seed_reproduces_dialogues(tiny):
     a = engine(tiny, num_utterances=4).run(jobs(3))
     b = engine(tiny, num_utterances=4).run(jobs(3))
-    c = engine(tiny, num_utterances=4, sampling=SamplingConfig(temperature=1.0, max_new_tokens=12, seed=8)).run(jobs(3))
+    c = engine(tiny, num_utterances=4, sampling=SamplingConfig(temperature=1.0, max_new_tokens=12), seed=8).run(jobs(3))
     assert [d.to_dict() for d in a] == [d.to_dict() for d in b]
     assert [d.completion_ids for d in a] == [d.completion_ids for d in b]
     assert [d.to_dict() for d in a] != [d.to_dict() for d in c]
@@ -90,7 +91,7 @@ def test_unfinished_line_is_closed_with_a_masked_end_of_turn(tiny):
     # One token per line: the tiny random model (49k-token vocabulary) does not stop by itself,
     # so every simulator line is cut, and the engine must close it with an end-of-turn token
     # that the loss does not see.
-    eng = engine(tiny, num_utterances=2, sampling=SamplingConfig(temperature=1.0, max_new_tokens=1, seed=1))
+    eng = engine(tiny, num_utterances=2, sampling=SamplingConfig(temperature=1.0, max_new_tokens=1), seed=1)
     d = eng.run(jobs(1))[0]
     eot = eng.fmt.end_of_turn_id
     sim_at = [i for i, m in enumerate(d.env_mask) if m]
@@ -112,7 +113,7 @@ def test_openai_endpoint_agent_in_the_loop(tiny, chat_server):
     server = chat_server(lambda body: (200, chat_reply(f"agent reply {len(body['messages'])}"), 0))
     gen = HFGenerator(tiny.model, tiny.tokenizer)
     agent = OpenAIAgent(EndpointConfig(base_url=server.url, model="m"), SamplingConfig(max_new_tokens=8))
-    eng = RolloutEngine(gen, agent, SamplingConfig(max_new_tokens=6, seed=0), num_utterances=5)
+    eng = RolloutEngine(gen, agent, SamplingConfig(max_new_tokens=6), seed=0, num_utterances=5)
     d = eng.run(jobs(1))[0]
     assert [t.text for t in d.turns if t.speaker == "agent"][1:] == ["agent reply 4", "agent reply 6"]
     assert server.requests[0]["messages"][0]["role"] == "system"
@@ -121,7 +122,7 @@ def test_openai_endpoint_agent_in_the_loop(tiny, chat_server):
 def test_real_embedded_model_produces_readable_dialogue(smol):
     gen = HFGenerator(smol.model, smol.tokenizer)
     eng = RolloutEngine(gen, HFAgent(gen, SamplingConfig(max_new_tokens=24)),
-                        SamplingConfig(temperature=0.7, max_new_tokens=24, seed=0), num_utterances=3)
+                        SamplingConfig(temperature=0.7, max_new_tokens=24), seed=0, num_utterances=3)
     d = eng.run(jobs(1))[0]
     assert len(d.turns) == 3
     # a real instruct model mostly writes English words
@@ -141,7 +142,7 @@ def test_agent_shares_the_base_weights_with_the_adapter_disabled(tiny, persona):
     peft_model = get_peft_model(copy.deepcopy(tiny.model), LoraConfig(r=4, target_modules="all-linear",
                                                                      init_lora_weights=False))
     gen = HFGenerator(peft_model, tiny.tokenizer)
-    greedy = SamplingConfig(temperature=0, max_new_tokens=6, seed=0)
+    greedy = SamplingConfig(temperature=0, max_new_tokens=6)
     conv = [[{"role": "system", "content": "You are a therapist."}, {"role": "user", "content": "I feel tired."}]]
     view = [AgentView(get_task("therapy"), persona, 0, conv[0])]
     agent_line = HFAgent(gen, greedy).respond(view)
@@ -157,7 +158,7 @@ def test_question_bank_agent_asks_the_tasks_questions_in_order(tiny):
     """agent.kind 'bank': after the fixed opening, the k-th agent line is the task's question k
     with the persona's placeholders filled; the simulator still generates every one of its lines."""
     gen = HFGenerator(tiny.model, tiny.tokenizer)
-    eng = RolloutEngine(gen, QuestionBankAgent(), SamplingConfig(temperature=1.0, max_new_tokens=6, seed=1),
+    eng = RolloutEngine(gen, QuestionBankAgent(), SamplingConfig(temperature=1.0, max_new_tokens=6), seed=1,
                         num_utterances=7)
     [therapy, education] = eng.run(jobs(2))
     for d, task in ((therapy, get_task("therapy")), (education, get_task("education"))):
