@@ -65,7 +65,7 @@ def measure(labels: str, part: str | None) -> None:
         tp = fp = fn = tn = 0
         by_cat: dict[str, list[int]] = {}
         for r in sub:
-            flagged = bool(role_problems(r["text"], r["persona_name"], r["task"]))
+            flagged = bool(role_problems(r["text"], r["persona_name"], r["task"], r.get("agent_before", "")))
             gold = bool(r["leaves_role"])
             tp += flagged and gold
             fp += flagged and not gold

@@ -56,7 +56,8 @@ class PromptToLine(Metric):
     def score(self, dialogues: Sequence[Dialogue]) -> list[MetricResult]:
         results = []
         for d, probs in zip(dialogues, self.line_probs(dialogues)):
-            role = [role_problems(l, speaker_name(d), d.task) if self.role else [] for l in d.simulator_lines()]
+            role = [role_problems(l, speaker_name(d), d.task, before) if self.role else []
+                    for l, before in zip(d.simulator_lines(), d.agent_lines_before())]
             p_problem = [1.0 if r else p for p, r in zip(probs, role)]
             lines = [None if p is None else float(p < self.threshold) for p in p_problem]
             results.append(MetricResult(mean(lines), lines, {"p_contradiction": probs, "role": role},

@@ -57,6 +57,16 @@ class Dialogue:
     def simulator_lines(self) -> list[str]:
         return [t.text for t in self.turns if t.speaker == "simulator"]
 
+    def agent_lines_before(self) -> list[str]:
+        """For each simulator line, the other speaker's line just before it ("" when none)."""
+        out, previous = [], ""
+        for t in self.turns:
+            if t.speaker == "simulator":
+                out.append(previous)
+            else:
+                previous = t.text
+        return out
+
     def simulator_indices(self) -> list[int]:
         return [i for i, t in enumerate(self.turns) if t.speaker == "simulator"]
 

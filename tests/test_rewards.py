@@ -325,11 +325,28 @@ def test_qa_judgement_honours_the_threshold_and_drops_not_mentioned():
     ("Ana sighs and looks at the floor.", "third person"),
     ("As an AI language model, I don't have a bakery.", "says it is an AI"),
     ("Sure.\nUser: tell me about your sons", "chat scaffolding"),
+    ("Hi, thank you for coming in today.", "plays the task agent"),
+    ("I'm sorry for any confusion, my friend.", "plays the task agent"),
+    ("(Pauses, glances at Ana, who is crying)", "third person"),
+    ("(looking at the patient with a heavy heart)", "third person"),
+    ("Here's a possible re-write of the conversation:", "writes about the dialogue"),
+    ("(Cut to a friend in the kitchen)", "writes about the dialogue"),
 ])
 def test_role_check_names_what_leaves_the_role(line, reason):
     from simtrain.rewards.role import role_problems
 
     assert reason in role_problems(line, "Ana Souza", "therapy")
+
+
+def test_role_check_flags_the_agents_question_said_back_but_not_quoted():
+    from simtrain.rewards.role import role_problems
+
+    asked = "Thanks for coming. How long have you been feeling this way?"
+    assert role_problems("How long have you been feeling this way?", "Ana Souza", "therapy", asked) == ["plays the task agent"]
+    assert role_problems("Hello, how long have you been feeling this way?", "Ana Souza", "therapy", asked)
+    # quoting the question, or answering it in its own words, stays in role
+    assert role_problems('"How long have you been feeling this way?" Years.', "Ana Souza", "therapy", asked) == []
+    assert role_problems("I have been feeling this way for years.", "Ana Souza", "therapy", asked) == []
 
 
 @pytest.mark.parametrize("line", [
@@ -338,6 +355,8 @@ def test_role_check_names_what_leaves_the_role(line, reason):
     "Can you explain that again? I don't understand.",
     "My name is Ana and I bake bread in Porto.",
     "I feel like nobody hears me.",
+    "I'm not sure. (pauses, looks away) My sons, maybe.",
+    "I'm sorry, I don't know how to explain it better.",
 ])
 def test_role_check_passes_a_patient_speaking_as_herself(line):
     from simtrain.rewards.role import role_problems
