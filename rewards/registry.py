@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, Callable, Sequence
+
+from pydantic import BaseModel, ConfigDict, Field
+
 from simtrain.rewards.guards import MinLength, NoPersonaCopy, NoQuestionOnly, NoRepetition, SpeaksAsPersona
 from simtrain.rewards.line_to_line import LineToLine
 from simtrain.rewards.prompt_to_line import PromptToLine
@@ -66,12 +68,20 @@ def available() -> list[str]:
     return sorted(names)
 
 
-@dataclass
-class RewardSpec:
-    name: str | None = None
-    path: str | None = None
-    weight: float = 1.0
-    args: dict = field(default_factory=dict)
+class RewardSpec(BaseModel):
+    """One entry of the run config's ``rewards`` list, used as it is by :func:`build`. It lives
+    here, not in ``simtrain.config``, so that this layer takes it without importing upward."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    name: str | None = Field(None, description="A registered reward: prompt_to_line, line_to_line, qa, guard_* or a plug-in's name.")
+    path: str | None = Field(None, description="Or a dotted 'package.module:function' path.")
+    weight: float = Field(1.0, description="Weight in the composite reward.")
+    args: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments for the reward.")
+
+    def model_post_init(self, _ctx) -> None:
+        if bool(self.name) == bool(self.path):
+            raise ValueError("each reward needs exactly one of 'name' or 'path'")
 
     @property
     def label(self) -> str:
@@ -163,11 +173,11 @@ def composite(values: Sequence[Sequence[float | None]], weights: Sequence[float]
 
 
 DEFAULT_REWARDS = [
-    RewardSpec("prompt_to_line", weight=1.0),
-    RewardSpec("line_to_line", weight=1.0),
-    RewardSpec("qa", weight=0.5),
-    RewardSpec("guard_repetition", weight=0.25),
-    RewardSpec("guard_questions", weight=0.25),
-    RewardSpec("guard_copy", weight=0.25),
-    RewardSpec("guard_length", weight=0.25),
+    RewardSpec(name="prompt_to_line", weight=1.0),
+    RewardSpec(name="line_to_line", weight=1.0),
+    RewardSpec(name="qa", weight=0.5),
+    RewardSpec(name="guard_repetition", weight=0.25),
+    RewardSpec(name="guard_questions", weight=0.25),
+    RewardSpec(name="guard_copy", weight=0.25),
+    RewardSpec(name="guard_length", weight=0.25),
 ]

@@ -33,7 +33,7 @@ def specs_from_config(cfg) -> list[RewardSpec]:
             args.setdefault("calibrate", cfg.judge.resolved_calibrate())
         if r.name == "qa":
             args.setdefault("when", cfg.judge.qa_when)
-        specs.append(RewardSpec(name=r.name, path=r.path, weight=r.weight, args=args))
+        specs.append(r.model_copy(update={"args": args}))
     return specs
 
 

@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from simtrain.generation import SamplingConfig  # the rollout.sampling / agent.sampling sections
 from simtrain.rewards.judges import JudgeConfig  # defined beside the judges it builds; the `judge` section
-from simtrain.rewards.registry import DEFAULT_REWARDS
+from simtrain.rewards.registry import DEFAULT_REWARDS, RewardSpec  # the `rewards` list entries
 
 
 class ConfigError(ValueError):
@@ -62,20 +62,8 @@ class DataConfig(_Section):
     max_personas: int | None = Field(None, ge=1, description="Use at most this many personas per task (the first ones).")
 
 
-class RewardSection(_Section):
-    name: str | None = Field(None, description="A registered reward: prompt_to_line, line_to_line, qa, guard_* or a plug-in's name.")
-    path: str | None = Field(None, description="Or a dotted 'package.module:function' path.")
-    weight: float = Field(1.0, description="Weight in the composite reward.")
-    args: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments for the reward.")
-
-    def model_post_init(self, _ctx) -> None:
-        if bool(self.name) == bool(self.path):
-            raise ValueError("each reward needs exactly one of 'name' or 'path'")
-
-
-def _default_rewards() -> list[RewardSection]:
-
-    return [RewardSection(name=r.name, weight=r.weight) for r in DEFAULT_REWARDS]
+def _default_rewards() -> list[RewardSpec]:
+    return [r.model_copy(deep=True) for r in DEFAULT_REWARDS]
 
 
 class TrainConfig(_Section):
@@ -133,7 +121,7 @@ class RunConfig(_Section):
     data: DataConfig = Field(default_factory=DataConfig, description="Tasks and personas.")
     rollout: RolloutConfig = Field(default_factory=RolloutConfig, description="Dialogue generation.")
     judge: JudgeConfig = Field(default_factory=JudgeConfig, description="The consistency judge.")
-    rewards: list[RewardSection] = Field(default_factory=_default_rewards, description="Rewards and their weights.")
+    rewards: list[RewardSpec] = Field(default_factory=_default_rewards, description="Rewards and their weights.")
     train: TrainConfig = Field(default_factory=TrainConfig, description="RL training.")
     check: CheckConfig = Field(default_factory=CheckConfig, description="The second judge (Goodhart check).")
 

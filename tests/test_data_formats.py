@@ -105,7 +105,7 @@ def test_readme_config_reference_matches_the_code():
 
 
 def test_one_config_object_per_concern_used_as_it_is(tiny, tmp_path):
-    """The judge and sampling sections are the very objects the judge and engine take: no
+    """The judge, sampling and reward sections are the very objects the judge and engine take: no
     second spec type with its own defaults to drift (they once disagreed: hf vs nli)."""
     from simtrain.generation import SamplingConfig
     from simtrain.rewards.judges import JudgeConfig, NLIJudge, make_judge
@@ -122,3 +122,10 @@ def test_one_config_object_per_concern_used_as_it_is(tiny, tmp_path):
     assert isinstance(judge, NLIJudge)
     with pytest.raises(ValueError, match="judge.model"):
         make_judge(JudgeConfig(backend="openai", base_url="http://127.0.0.1:1/v1"))
+    # the rewards list holds the registry's own RewardSpec, with the registry's defaults
+    from simtrain.rewards.registry import DEFAULT_REWARDS, RewardSpec
+
+    assert all(type(r) is RewardSpec for r in cfg.rewards) and cfg.rewards == DEFAULT_REWARDS
+    assert cfg.rewards[0] is not DEFAULT_REWARDS[0]  # a copy: editing a run's list leaves the defaults alone
+    with pytest.raises(ValueError, match="exactly one of 'name' or 'path'"):
+        load_config(overrides={"rewards": [{"name": "qa", "path": "m:f"}]})
