@@ -403,12 +403,8 @@ class JudgeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     backend: Literal["hf", "openai", "nli"] = Field("nli", description="Judge backend: nli (cross-encoder; the default is simtrain's trained offline judge), hf (local causal LM), openai (endpoint).")
-    model: str | None = Field(None, description="Judge model: a path / hub id or simtrain name (nli: default 'minilm-contra'; hf: default 'smollm2'), or the served model name (openai, required).")
-    base_url: str | None = Field(None, description="Endpoint base URL for backend 'openai'.")
-    api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable holding the endpoint's API key.")
-    concurrency: int = Field(8, ge=1, description="Concurrent requests (openai).")
-    timeout_s: float = Field(60.0, gt=0, description="Per-request timeout (openai).")
-    max_retries: int = Field(3, ge=0, description="Retries with exponential backoff on timeouts, 429 and 5xx (openai).")
+    model: str | None = Field(None, description="Local judge model (hf, nli): a path / hub id or simtrain name (nli: default 'minilm-contra'; hf: default 'smollm2').")
+    endpoint: EndpointConfig = Field(default_factory=EndpointConfig, description="The server for backend 'openai' (base_url and model required).")
     batch_size: int = Field(8, ge=1, description="Queries per forward pass (hf, nli).")
     threshold: float = Field(0.5, gt=0, lt=1, description="P(contradiction) at or above which a line is judged inconsistent.")
     calibrate: bool | None = Field(None, description="Prompt-to-line: compare each verdict with the same question about a neutral line (cancels a yes/no bias). Default: on for hf, off otherwise.")
@@ -420,7 +416,7 @@ class JudgeConfig(BaseModel):
         if self.model:
             return self.model
         if self.backend == "openai":
-            raise ValueError("judge.backend is 'openai' but judge.model (the served model name) is not set")
+            return self.endpoint.require("judge.endpoint").model
         return {"nli": "minilm-contra", "hf": "smollm2"}[self.backend]
 
     def resolved_calibrate(self) -> bool:
@@ -435,12 +431,7 @@ def make_judge(spec: JudgeConfig, loaded=None, default_cache: str | None = None)
     if spec.backend == "hf":
         return HFJudge(model, batch_size=spec.batch_size, loaded=loaded, cache=cache)
     if spec.backend == "openai":
-
-        if not spec.base_url:
-            raise ValueError("judge.backend is 'openai' but judge.base_url is not set")
-        return OpenAIJudge(EndpointConfig(base_url=spec.base_url, model=model, api_key_env=spec.api_key_env,
-                                          concurrency=spec.concurrency, timeout_s=spec.timeout_s,
-                                          max_retries=spec.max_retries), cache=cache)
+        return OpenAIJudge(spec.endpoint.require("judge.endpoint"), cache=cache)
     if spec.backend == "nli":
         return NLIJudge(model, cache=cache, batch_size=spec.batch_size, fact_checks=spec.fact_checks)
     raise ValueError(f"unknown judge backend {spec.backend!r}; choose hf, openai or nli")

@@ -92,7 +92,7 @@ def score(
     out: Path = typer.Option(Path("scored.jsonl"), "--out", "-o", help="Where to write the scored dialogues."),
     config: Optional[Path] = ConfigOpt,
     judge: Optional[str] = typer.Option(None, help="Judge backend: hf, openai or nli (overrides config)."),
-    judge_model: Optional[str] = typer.Option(None, help="Judge model (overrides config)."),
+    judge_model: Optional[str] = typer.Option(None, help="Judge model (overrides config): the served model's name with --judge openai."),
     judge_url: Optional[str] = typer.Option(None, help="Endpoint base URL for the openai judge."),
     set_: list[str] = SetOpt,
 ):
@@ -101,11 +101,16 @@ def score(
 
     reporter = RichReporter()
     overrides = _overrides(set_)
-    for key, value in (("judge.backend", judge), ("judge.model", judge_model), ("judge.base_url", judge_url)):
+    for key, value in (("judge.backend", judge), ("judge.endpoint.base_url", judge_url)):
         if value:
             overrides[key] = value
     try:
         cfg = load_config(config, overrides)
+        if judge_model:  # the served model's name for an openai judge, the local model otherwise
+            if cfg.judge.backend == "openai":
+                cfg.judge.endpoint.model = judge_model
+            else:
+                cfg.judge.model = judge_model
         items = read_dialogues(dialogues)
         scorer = Scorer.from_config(cfg, reporter=reporter)
     except (ConfigError, DialogueFormatError, ValueError, FileNotFoundError) as err:

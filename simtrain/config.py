@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from simtrain.openai_client import EndpointConfig  # the agent.endpoint / judge.endpoint sections
 from simtrain.generation import SamplingConfig  # the rollout.sampling / agent.sampling sections
 from simtrain.rewards.judges import JudgeConfig  # defined beside the judges it builds; the `judge` section
 from simtrain.rewards.registry import DEFAULT_REWARDS, RewardSpec  # the `rewards` list entries
@@ -35,11 +36,8 @@ class ModelConfig(_Section):
 
 class AgentConfig(_Section):
     kind: Literal["hf", "openai", "bank"] = Field("hf", description="'hf': a local model; 'openai': an OpenAI-compatible endpoint; 'bank': the task's fixed questions in order (no generation).")
-    model: str | None = Field(None, description="Agent model name; empty: the simulator's base model, sharing its weights.")
-    base_url: str | None = Field(None, description="Endpoint base URL for kind 'openai', e.g. http://127.0.0.1:8000/v1.")
-    api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable that holds the endpoint's API key.")
-    concurrency: int = Field(8, ge=1, description="Concurrent requests for kind 'openai'.")
-    timeout_s: float = Field(60.0, gt=0, description="Per-request timeout for kind 'openai'.")
+    model: str | None = Field(None, description="Local agent model (kind 'hf'); empty: the simulator's base model, sharing its weights.")
+    endpoint: EndpointConfig = Field(default_factory=EndpointConfig, description="The server for kind 'openai' (base_url and model required).")
     sampling: SamplingConfig = Field(default_factory=SamplingConfig, description="The agent's sampling settings.")
 
 

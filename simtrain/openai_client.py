@@ -9,26 +9,39 @@ from __future__ import annotations
 
 import asyncio
 import os
-from dataclasses import dataclass, field
 from typing import Any
 import httpx
 import concurrent.futures
+
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class EndpointError(RuntimeError):
     """A request failed for good (after retries) or the server's answer could not be read."""
 
 
-@dataclass
-class EndpointConfig:
-    base_url: str  # e.g. http://127.0.0.1:8000/v1
-    model: str
-    api_key_env: str = "OPENAI_API_KEY"  # name of the variable holding the key, not the key
-    concurrency: int = 8
-    timeout_s: float = 60.0
-    max_retries: int = 3
-    backoff_s: float = 0.5
-    extra_body: dict[str, Any] = field(default_factory=dict)
+class EndpointConfig(BaseModel):
+    """An OpenAI-compatible endpoint; also the run config's ``agent.endpoint`` and
+    ``judge.endpoint`` sections, passed as they are (one set of defaults for both)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    base_url: str | None = Field(None, description="Endpoint base URL, e.g. http://127.0.0.1:8000/v1.")
+    model: str | None = Field(None, description="The served model name.")
+    api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable holding the API key (the name, never the key).")
+    concurrency: int = Field(8, ge=1, description="Concurrent requests.")
+    timeout_s: float = Field(60.0, gt=0, description="Per-request timeout in seconds.")
+    max_retries: int = Field(3, ge=0, description="Retries with exponential backoff on timeouts, connection errors, 429 and 5xx.")
+    backoff_s: float = Field(0.5, ge=0, description="First backoff in seconds; doubles on each retry.")
+    extra_body: dict[str, Any] = Field(default_factory=dict, description="Extra fields sent in every request body.")
+
+    def require(self, where: str) -> "EndpointConfig":
+        """This endpoint, after checking it names a URL and a model; ``where`` is the config
+        path the error message points at (e.g. 'judge.endpoint')."""
+        for key in ("base_url", "model"):
+            if not getattr(self, key):
+                raise ValueError(f"{where}.{key} is not set")
+        return self
 
 
 def _headers(cfg: EndpointConfig) -> dict[str, str]:

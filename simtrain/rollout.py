@@ -35,7 +35,6 @@ from simtrain.envs.personas import load_personas
 from simtrain.envs.tasks import get_task
 from simtrain.envs.agents import HFAgent, OpenAIAgent, QuestionBankAgent
 from simtrain import models
-from simtrain.openai_client import EndpointConfig
 
 
 class Agent(Protocol):
@@ -247,11 +246,7 @@ def build_engine(cfg, simulator=None, reporter: Reporter | None = None) -> Rollo
     if a.kind == "bank":
         agent = QuestionBankAgent()
     elif a.kind == "openai":
-        if not a.base_url:
-            raise ValueError("agent.kind is 'openai' but agent.base_url is not set")
-        agent = OpenAIAgent(EndpointConfig(base_url=a.base_url, model=a.model or "default", api_key_env=a.api_key_env,
-                                           concurrency=a.concurrency, timeout_s=a.timeout_s), a.sampling,
-                            seed=cfg.rollout.seed)
+        agent = OpenAIAgent(a.endpoint.require("agent.endpoint"), a.sampling, seed=cfg.rollout.seed)
     elif a.model in (None, cfg.simulator.name):
         agent = HFAgent(sim_gen, a.sampling, use_adapter=False)  # shared base weights
     else:

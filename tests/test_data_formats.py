@@ -120,8 +120,15 @@ def test_one_config_object_per_concern_used_as_it_is(tiny, tmp_path):
     # the judge section's defaults are the ones make_judge applies
     judge = make_judge(JudgeConfig(), default_cache=str(tmp_path / "c.jsonl"))  # nli, minilm-contra
     assert isinstance(judge, NLIJudge)
-    with pytest.raises(ValueError, match="judge.model"):
-        make_judge(JudgeConfig(backend="openai", base_url="http://127.0.0.1:1/v1"))
+    with pytest.raises(ValueError, match="judge.endpoint.model is not set"):
+        make_judge(JudgeConfig(backend="openai", endpoint={"base_url": "http://127.0.0.1:1/v1"}))
+    with pytest.raises(ValueError, match="agent.endpoint.base_url is not set"):
+        build_engine(load_config(overrides={"simulator.name": "tiny-random", "agent.kind": "openai"}), simulator=tiny)
+    # the endpoint sections are the client's own EndpointConfig, with one set of defaults
+    from simtrain.openai_client import EndpointConfig
+
+    assert type(cfg.agent.endpoint) is EndpointConfig and type(cfg.judge.endpoint) is EndpointConfig
+    assert cfg.agent.endpoint == cfg.judge.endpoint == EndpointConfig()
     # the rewards list holds the registry's own RewardSpec, with the registry's defaults
     from simtrain.rewards.registry import DEFAULT_REWARDS, RewardSpec
 

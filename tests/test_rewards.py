@@ -287,7 +287,7 @@ def test_a_plugin_metric_that_needs_a_judge_gets_one(tmp_path, monkeypatch, chat
     """))
     monkeypatch.syspath_prepend(str(tmp_path))
     server = chat_server(rule_judge)
-    cfg = load_config(None, {"judge.backend": "openai", "judge.model": "judge", "judge.base_url": server.url,
+    cfg = load_config(None, {"judge.backend": "openai", "judge.endpoint": {"model": "judge", "base_url": server.url},
                              "rewards": [{"path": "judged_plugin:HasJudge"}]})
     scorer = Scorer.from_config(cfg)
     assert scorer.judge is not None
