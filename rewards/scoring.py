@@ -19,10 +19,6 @@ from simtrain.reporting import Reporter
 CONSISTENCY = ("prompt_to_line", "line_to_line", "qa")
 
 
-def judge_from_config(cfg, loaded=None, default_cache: str | None = None) -> Judge:
-    return make_judge(cfg.judge, loaded=loaded, default_cache=default_cache)
-
-
 def specs_from_config(cfg) -> list[RewardSpec]:
     specs = []
     for r in cfg.rewards:
@@ -65,7 +61,7 @@ class Scorer:
         specs = specs_from_config(cfg)
         # Any reward class that declares needs_judge gets the judge, plug-ins included.
         if judge is None and any(getattr(find(s), "needs_judge", False) for s in specs):
-            judge = judge_from_config(cfg, default_cache=default_cache)
+            judge = make_judge(cfg.judge, default_cache=default_cache)
         fns, weights = build_all(specs, judge)
         return cls(fns, weights, judge, reporter or Reporter())
 

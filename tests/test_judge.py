@@ -132,12 +132,12 @@ def dialogue(*lines):
 @pytest.fixture(scope="session")
 def default_judge():
     """The judge a default config builds: trains minilm-contra into the cache on first use."""
-    from simtrain.rewards.scoring import judge_from_config
+    from simtrain.rewards.judges import make_judge
     from simtrain.config import RunConfig
 
     cfg = RunConfig()
     assert (cfg.judge.backend, cfg.judge.resolved_model()) == ("nli", "minilm-contra")
-    return judge_from_config(cfg)
+    return make_judge(cfg.judge)
 
 
 def test_default_judge_flags_blatant_contradictions_and_passes_clean_lines(default_judge):
