@@ -2,10 +2,13 @@
 
 An agent answers a batch of :class:`AgentView` objects (the task, the persona, the turns so far
 and the same conversation as OpenAI-style messages, the agent being the "assistant") with one
-line each. Three kinds:
+line each; ``start(n)`` opens a batch of ``n`` dialogues, whose views every ``respond`` call
+then gets in the same order (:class:`Agent`). Three kinds:
 
 * :class:`HFAgent` runs a local model through an :class:`~simtrain.generation.HFGenerator`;
   when it shares the simulator's generator it uses the base weights with the adapter disabled.
+  It keeps each dialogue's view as tokens with its KV cache across a batch's turns, so a turn
+  runs only the new tokens through the model.
 * :class:`OpenAIAgent` calls any OpenAI-compatible endpoint concurrently.
 * :class:`QuestionBankAgent` asks the task's bank of questions in order: sensible turns at no
   generation cost, so a small simulator on a CPU is not answering a 135M agent's nonsense.
@@ -14,10 +17,11 @@ line each. Three kinds:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 from simtrain.envs.personas import Persona
 from simtrain.envs.tasks import Task, fill_for
-from simtrain.generation import ChatFormat, HFGenerator, SamplingConfig
+from simtrain.generation import BatchContext, ChatFormat, HFGenerator, SamplingConfig
 from simtrain.openai_client import EndpointConfig, EndpointError, chat_completions
 
 
@@ -31,9 +35,24 @@ class AgentView:
     messages: list[dict]  # the conversation in the agent's view (system prompt first)
 
 
+class Agent(Protocol):
+    """What the engine asks of a task agent, and all it asks (this module has three).
+
+    ``start(n)`` opens a batch of ``n`` dialogues; every ``respond`` call until the next
+    ``start`` gets one view per dialogue of that batch, in the same order, and returns one line
+    each. An agent may keep state across a batch's calls (the local model keeps its KV cache)."""
+
+    def start(self, n: int) -> None: ...
+
+    def respond(self, views: list[AgentView]) -> list[str]: ...
+
+
 class QuestionBankAgent:
     """Asks ``task.questions`` in order (the k-th agent line is question k, wrapping round).
     Fills the persona's placeholders (e.g. ``{topic}``) like every other task template."""
+
+    def start(self, n: int) -> None:
+        pass  # stateless: the k-th line depends only on the view
 
     def respond(self, views: list[AgentView]) -> list[str]:
         out = []
@@ -50,10 +69,33 @@ class HFAgent:
         self.sampling = sampling
         self.use_adapter = use_adapter
         self.fmt = ChatFormat(generator.tok)
+        self.start(0)
+
+    def start(self, n: int) -> None:
+        self._ctx = BatchContext(self.generator.tok.pad_token_id, n)
+        self._ids: list[list[int] | None] = [None] * n  # each dialogue's view as tokens
+        self._fed = [0] * n  # of those, already in the KV cache
+        self._seen = [0] * n  # messages of the view covered by _ids (the agent's own line included)
 
     def respond(self, views: list[AgentView]) -> list[str]:
-        prompts = [self.fmt.prompt_ids(v.messages) for v in views]
-        gens = self.generator.generate(prompts, self.sampling, use_adapter=self.use_adapter)
+        if len(views) != len(self._ids):
+            raise ValueError(f"HFAgent: {len(views)} views for a batch of {len(self._ids)}; call start(n) first")
+        for i, v in enumerate(views):
+            if self._ids[i] is None:
+                self._ids[i] = self.fmt.prompt_ids(v.messages)
+            elif len(v.messages) == self._seen[i] + 1:  # the other side's new line, as a user turn
+                self._ids[i] += self.fmt.next_turn_ids(v.messages[:-1], v.messages[-1])
+            else:
+                raise ValueError(f"HFAgent: view {i} has {len(v.messages)} messages, expected {self._seen[i] + 1} "
+                                 "(one new line since the agent spoke)")
+        self._ctx.extend([ids[fed:] for ids, fed in zip(self._ids, self._fed)])
+        gens = self.generator.generate_in_context(self._ctx, self.sampling, use_adapter=self.use_adapter)
+        for i, (v, g) in enumerate(zip(views, gens)):
+            self._ids[i] += g.token_ids
+            if not g.stopped:  # close the turn the way the template would
+                self._ids[i].append(self.fmt.end_of_turn_id)
+            self._fed[i] = len(self._ids[i])
+            self._seen[i] = len(v.messages) + 1
         return [g.text for g in gens]
 
 
@@ -62,6 +104,9 @@ class OpenAIAgent:
         self.endpoint = endpoint
         self.sampling = sampling
         self.seed = seed  # sent with each request, for servers that honour it
+
+    def start(self, n: int) -> None:
+        pass  # each request carries the whole conversation
 
     def respond(self, views: list[AgentView]) -> list[str]:
         s = self.sampling

@@ -23,7 +23,7 @@ from __future__ import annotations
 # never loads what it does not use. The project's own modules are imported here, at the top.
 
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence
+from typing import Sequence
 
 from simtrain.envs.personas import Persona
 from simtrain.envs.agents import AgentView
@@ -33,12 +33,8 @@ from simtrain.generation import BatchContext, ChatFormat, HFGenerator, SamplingC
 from simtrain.reporting import Reporter
 from simtrain.envs.personas import load_personas
 from simtrain.envs.tasks import get_task
-from simtrain.envs.agents import HFAgent, OpenAIAgent, QuestionBankAgent
+from simtrain.envs.agents import Agent, HFAgent, OpenAIAgent, QuestionBankAgent
 from simtrain import models
-
-
-class Agent(Protocol):
-    def respond(self, views: list[AgentView]) -> list[str]: ...
 
 
 @dataclass
@@ -60,8 +56,6 @@ class _State:
     mask: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
     sim_fed: int = 0  # tokens of prompt_ids + completion already in the simulator's KV context
-    agent_ids: list[int] | None = None  # the agent's view as tokens, once the agent has generated
-    agent_fed: int = 0
 
 
 def simulator_messages(task: Task, persona: Persona, turns: list[Turn], reminder: str = SHORT_REPLY) -> list[dict]:
@@ -141,8 +135,7 @@ class RolloutEngine:
     def _run_batch(self, jobs: list[RolloutJob], record_tokens: bool, advance) -> list[Dialogue]:
         states = [_State(job) for job in jobs]
         self._sim_ctx = BatchContext(self.sim.tok.pad_token_id, len(states))
-        local = getattr(self.agent, "generator", None)
-        self._agent_ctx = BatchContext(local.tok.pad_token_id, len(states)) if local is not None else None
+        self.agent.start(len(states))
         for u in range(self.num_utterances):
             if self._speaker(u) == "simulator":
                 self._simulator_step(states, record_tokens)
@@ -158,9 +151,6 @@ class RolloutEngine:
         self._sim_ctx.extend([(s.prompt_ids + s.completion)[s.sim_fed:] for s in states])
         gens = self.sim.generate_in_context(self._sim_ctx, self.sampling, use_adapter=True, want_logprobs=record_tokens)
         for s, g in zip(states, gens):
-            if s.agent_ids is not None:  # the agent's view gets the simulator's line as a user turn
-                before = agent_messages(s.job.task, s.job.persona, s.turns)
-                s.agent_ids += self.agent.fmt.next_turn_ids(before, {"role": "user", "content": g.text})
             s.completion += g.token_ids
             s.sim_fed = len(s.prompt_ids) + len(s.completion)
             s.mask += [1] * len(g.token_ids)
@@ -175,8 +165,6 @@ class RolloutEngine:
         opening = [opening_line(s.job.task, s.job.persona) if u == 0 else "" for s in states]
         if all(opening):
             texts = opening
-        elif self._agent_ctx is not None:
-            texts = self._local_agent_step(states)
         else:
             texts = self.agent.respond([AgentView(s.job.task, s.job.persona, sum(t.speaker == "agent" for t in s.turns),
                                                   agent_messages(s.job.task, s.job.persona, s.turns)) for s in states])
@@ -189,22 +177,6 @@ class RolloutEngine:
                 s.mask += [0] * len(ids)
                 s.logprobs += [0.0] * len(ids)
             s.turns.append(Turn("agent", text))
-
-    def _local_agent_step(self, states: list[_State]) -> list[str]:
-        """The agent's lines from its own cached view (same batching as the simulator's)."""
-        fmt = self.agent.fmt
-        for s in states:
-            if s.agent_ids is None:
-                s.agent_ids = fmt.prompt_ids(agent_messages(s.job.task, s.job.persona, s.turns))
-        self._agent_ctx.extend([s.agent_ids[s.agent_fed:] for s in states])
-        gens = self.agent.generator.generate_in_context(self._agent_ctx, self.agent.sampling,
-                                                        use_adapter=self.agent.use_adapter)
-        for s, g in zip(states, gens):
-            s.agent_ids += g.token_ids
-            s.agent_fed = len(s.agent_ids)
-            if not g.stopped:
-                s.agent_ids.append(fmt.end_of_turn_id)
-        return [g.text for g in gens]
 
     def _finish(self, s: _State, record_tokens: bool) -> Dialogue:
         d = Dialogue(id=s.job.id, task=s.job.task.name, persona=s.job.persona.to_dict(), turns=s.turns,

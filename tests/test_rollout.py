@@ -5,7 +5,7 @@ from simtrain.envs.personas import load_personas
 from simtrain.envs.tasks import get_task
 from simtrain.generation import HFGenerator, SamplingConfig
 from simtrain.openai_client import EndpointConfig
-from simtrain.rollout import RolloutEngine, RolloutJob
+from simtrain.rollout import RolloutEngine, RolloutJob, agent_messages
 
 from conftest import chat_reply
 
@@ -145,13 +145,47 @@ def test_agent_shares_the_base_weights_with_the_adapter_disabled(tiny, persona):
     greedy = SamplingConfig(temperature=0, max_new_tokens=6)
     conv = [[{"role": "system", "content": "You are a therapist."}, {"role": "user", "content": "I feel tired."}]]
     view = [AgentView(get_task("therapy"), persona, 0, conv[0])]
-    agent_line = HFAgent(gen, greedy).respond(view)
-    base_line = HFAgent(HFGenerator(base, tiny.tokenizer), greedy).respond(view)
+    agent, base_agent = HFAgent(gen, greedy), HFAgent(HFGenerator(base, tiny.tokenizer), greedy)
+    agent.start(1)
+    base_agent.start(1)
+    agent_line, base_line = agent.respond(view), base_agent.respond(view)
     prompt = HFAgent(gen, greedy).fmt.prompt_ids(conv[0])
     with_adapter = gen.generate([prompt], greedy, use_adapter=True)[0].token_ids
     without = gen.generate([prompt], greedy, use_adapter=False)[0].token_ids
     assert agent_line == base_line  # the agent is the base model
     assert with_adapter != without  # and the adapter really changes the simulator
+
+
+def test_local_agent_cached_turns_equal_a_fresh_generation(tiny):
+    """The HF agent grows each view's tokens and KV cache turn by turn; its greedy line at a later
+    turn equals what a fresh, uncached call on the whole conversation gives."""
+    gen = HFGenerator(tiny.model, tiny.tokenizer)
+    greedy = SamplingConfig(temperature=0, max_new_tokens=6)
+    js = jobs(2)
+    eng = RolloutEngine(gen, HFAgent(gen, greedy), greedy, num_utterances=6, seed=0, batch_size=2)
+    for job, d in zip(js, eng.run(js, record_tokens=False)):
+        for k in (2, 4):  # the agent's generated lines (turn 0 is the task's fixed opening)
+            fresh = HFAgent(gen, greedy)
+            fresh.start(1)
+            view = AgentView(job.task, job.persona, k // 2, agent_messages(job.task, job.persona, d.turns[:k]))
+            assert fresh.respond([view]) == [d.turns[k].text]
+
+
+def test_the_engine_asks_an_agent_only_start_and_respond(tiny):
+    """Any object with start(n) and respond(views) is a task agent: the engine reaches into nothing else."""
+    class Echo:
+        def start(self, n):
+            self.n = n
+
+        def respond(self, views):
+            assert len(views) == self.n
+            return [f"You said {v.messages[-1]['content'][:10]!r}; line {v.agent_lines}" for v in views]
+
+    gen = HFGenerator(tiny.model, tiny.tokenizer)
+    eng = RolloutEngine(gen, Echo(), SamplingConfig(max_new_tokens=4), num_utterances=4, batch_size=3, seed=0)
+    ds = eng.run(jobs(3), record_tokens=False)
+    assert [[t.speaker for t in d.turns] for d in ds] == [["agent", "simulator"] * 2] * 3
+    assert all(d.turns[2].text.startswith("You said ") and d.turns[2].text.endswith("line 1") for d in ds)
 
 
 def test_question_bank_agent_asks_the_tasks_questions_in_order(tiny):
