@@ -42,12 +42,12 @@ def export(paths: list[str], out: str) -> None:
                 if t.speaker != "simulator":
                     previous = t.text
                     continue
-                key = (d.persona.get("id"), t.text.strip())
+                key = (d.persona.id, t.text.strip())
                 if key in seen or not t.text.strip():  # identical base dialogues recur across runs
                     continue
                 seen.add(key)
                 rows.append({"id": f"{os.path.basename(path)}:{d.id}:{len(rows)}", "task": d.task,
-                             "persona_name": d.persona.get("name", ""), "persona": d.persona.get("description", ""),
+                             "persona_name": d.persona.name, "persona": d.persona.description,
                              "agent_before": previous, "text": t.text})
     with open(out, "w", encoding="utf-8") as fh:
         for r in rows:

@@ -47,7 +47,7 @@ class _Keep(dict):
 
 def fill_for(template: str, persona: Persona, **extra: str) -> str:
     values = _Keep(persona.facts)
-    values.update(name=persona.name or persona.facts.get("name", ""), description=persona.description, **extra)
+    values.update(name=persona.display_name, description=persona.description, **extra)
     return template.format_map(values)
 
 

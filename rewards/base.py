@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from simtrain.dialogue import Dialogue
-from simtrain.envs.personas import Persona
 from simtrain.envs.tasks import TASKS, fill_for
 
 
@@ -62,11 +61,11 @@ NEUTRAL_LINE = "Okay."
 
 
 def persona_text(d: Dialogue) -> str:
-    return d.persona.get("description", "")
+    return d.persona.description
 
 
 def speaker_name(d: Dialogue) -> str:
-    return d.persona.get("name") or (d.persona.get("facts") or {}).get("name") or "the speaker"
+    return d.persona.display_name or "the speaker"
 
 
 def task_context(d: Dialogue) -> tuple[str, str]:
@@ -74,7 +73,7 @@ def task_context(d: Dialogue) -> tuple[str, str]:
     task = TASKS.get(d.task)
     if task is None:
         return d.meta.get("scenario", "A conversation."), d.meta.get("role", "person")
-    return fill_for(task.scenario, Persona.from_dict(d.persona, f"dialogue {d.id!r}")), task.simulator_role
+    return fill_for(task.scenario, d.persona), task.simulator_role
 
 
 def numbered(lines: Sequence[str]) -> str:

@@ -103,7 +103,7 @@ class NoPersonaCopy(_Guard):
         self.max_share = max_share
 
     def flag(self, line, earlier, d):
-        return copies_persona(line, d.persona.get("description", ""), max_share=self.max_share)
+        return copies_persona(line, d.persona.description, max_share=self.max_share)
 
 
 class MinLength(_Guard):

@@ -20,7 +20,7 @@ from typing import Sequence
 from simtrain.rewards import prompts
 from simtrain.rewards.base import Metric, MetricResult, lettered, mean, numbered, speaker_name
 from simtrain.rewards.judges import Query
-from simtrain.dialogue import Dialogue
+from simtrain.dialogue import Dialogue, Probe
 
 def checkpoints(n_lines: int, when: str | list[int]) -> list[int]:
     """Numbers of simulator lines after which probes are asked."""
@@ -35,21 +35,21 @@ def checkpoints(n_lines: int, when: str | list[int]) -> list[int]:
     return sorted({k for k in when if 1 <= k <= n_lines})
 
 
-def probe_query(d: Dialogue, said: list[str], probe: dict) -> Query:
+def probe_query(d: Dialogue, said: list[str], probe: Probe) -> Query:
     speaker, history = speaker_name(d), numbered(said)
-    choices = list(probe.get("choices") or [])
+    choices = list(probe.choices)
     if not choices:
-        return Query(prompts.FACT_CHECK.format(speaker=speaker, history=history, question=probe["question"],
-                                               answer=probe["answer"]),
+        return Query(prompts.FACT_CHECK.format(speaker=speaker, history=history, question=probe.question,
+                                               answer=probe.answer),
                      options=prompts.PROBLEM_FIRST, premise="\n".join(said),
-                     hypotheses=(f"{probe['question']} {probe['answer']}",))
+                     hypotheses=(f"{probe.question} {probe.answer}",))
     options = tuple(choices + [prompts.NOT_MENTIONED])
-    hyps = tuple(prompts.NLI_QA_HYPOTHESIS.format(question=probe["question"], answer=o) for o in options)
-    return Query(prompts.QA.format(speaker=speaker, history=history, question=probe["question"], options=lettered(options)),
+    hyps = tuple(prompts.NLI_QA_HYPOTHESIS.format(question=probe.question, answer=o) for o in options)
+    return Query(prompts.QA.format(speaker=speaker, history=history, question=probe.question, options=lettered(options)),
                  options=options, premise="\n".join(said), hypotheses=hyps)
 
 
-def judged(probe: dict, q: Query, answer, threshold: float = 0.5) -> tuple[bool, float] | None:
+def judged(probe: Probe, q: Query, answer, threshold: float = 0.5) -> tuple[bool, float] | None:
     """(correct, P(correct)) for a counted answer; None for "Not mentioned" or a failed judgement.
     A yes/no probe is correct when P(inconsistent) is below ``threshold``."""
     if answer is None:
@@ -60,8 +60,8 @@ def judged(probe: dict, q: Query, answer, threshold: float = 0.5) -> tuple[bool,
     if pick == prompts.NOT_MENTIONED:
         return None
     said = [p for o, p in zip(q.options, answer) if o != prompts.NOT_MENTIONED]
-    p_right = sum(p for o, p in zip(q.options, answer) if o == probe["answer"])
-    return pick == probe["answer"], p_right / sum(said) if sum(said) > 0 else 0.0
+    p_right = sum(p for o, p in zip(q.options, answer) if o == probe.answer)
+    return pick == probe.answer, p_right / sum(said) if sum(said) > 0 else 0.0
 
 
 class QA(Metric):
@@ -77,7 +77,7 @@ class QA(Metric):
         for di, d in enumerate(dialogues):
             lines = d.simulator_lines()
             for k in checkpoints(len(lines), self.when):
-                for probe in (d.persona.get("probes") or [])[: self.max_probes]:
+                for probe in d.persona.probes[: self.max_probes]:
                     qs.append(probe_query(d, lines[:k], probe))
                     where.append((di, k, probe))
         answers = self.judge.ask(qs)

@@ -29,7 +29,7 @@ class ChatSession:
         return reply
 
     def dialogue(self) -> Dialogue:
-        return Dialogue("chat", self.sim.task.name, self.sim.persona.to_dict(), list(self.turns))
+        return Dialogue("chat", self.sim.task.name, self.sim.persona, list(self.turns))
 
     def score(self) -> dict[str, float | None]:
         """Consistency of the conversation so far (the three metrics and the composite)."""

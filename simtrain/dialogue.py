@@ -3,12 +3,17 @@
 One dialogue per line::
 
     {"id": str, "task": str,
-     "persona": {"id": str, "description": str, "probes": [{"question": str, "answer": str}], ...},
+     "persona": {"id": str, "description": str, "name": str, "split": "train" | "eval",
+                 "facts": {str: str}, "probes": [{"question": str, "answer": str, "choices": [str]}], ...},
      "turns": [{"speaker": "simulator" | "agent", "text": str, ...}],
      "meta": {...}}
 
 Unknown keys on a turn (for example ``labels`` or ``scores``) and in ``persona``/``meta`` are
-kept as they are, so files written by other tools round-trip unchanged.
+kept as they are, so files written by other tools keep their data. A persona's optional fields
+(``name``, ``split``, ``facts``, ``choices``) are written with their defaults when absent.
+
+This is the bottom layer: ``Persona``, ``Turn`` and ``Dialogue`` import nothing of the project,
+so every stage above can pass them along typed.
 """
 
 from __future__ import annotations
@@ -23,6 +28,89 @@ SPEAKERS = ("simulator", "agent")
 
 class DialogueFormatError(ValueError):
     """A dialogue record is malformed; the message names the file, the line and the field."""
+
+
+class PersonaFormatError(ValueError):
+    """A persona record is malformed; the message names the source, the record and the field."""
+
+
+PERSONA_FIELDS = ("id", "description", "name", "split", "facts", "probes")
+
+
+@dataclass
+class Probe:
+    question: str
+    answer: str
+    choices: list[str] = field(default_factory=list)  # empty: free-form answer
+
+
+@dataclass
+class Persona:
+    """Who the simulator plays: a free-text ``description`` (what its system prompt carries),
+    structured ``facts`` (fill the task's templates) and ``probes`` (the Q&A reward's questions)."""
+
+    id: str
+    description: str
+    name: str = ""
+    split: str = "train"
+    facts: dict[str, str] = field(default_factory=dict)
+    probes: list[Probe] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)  # unknown keys, kept verbatim
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.facts.get("name", "")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "description": self.description, "name": self.name, "split": self.split,
+                "facts": dict(self.facts),
+                "probes": [{"question": p.question, "answer": p.answer, "choices": list(p.choices)}
+                           for p in self.probes],
+                **self.extra}
+
+    @classmethod
+    def from_dict(cls, rec: Any, where: str, prefix: str = "") -> "Persona":
+        """Validate one record; ``prefix`` ("persona.") names the field inside a dialogue."""
+        def bad(name: str, why: str) -> PersonaFormatError:
+            return PersonaFormatError(f"{where}: field {prefix + name!r}: {why}")
+
+        if not isinstance(rec, dict):
+            raise PersonaFormatError(f"{where}: expected an object, got {type(rec).__name__}")
+        for key in ("id", "description"):
+            if not isinstance(rec.get(key), str) or not rec[key].strip():
+                raise bad(key, "missing or not a non-empty string")
+        split = rec.get("split") or "train"
+        if split not in ("train", "eval"):
+            raise bad("split", f"must be 'train' or 'eval', got {split!r}")
+
+        def structured(name: str, kind: type, default):
+            value = rec.get(name) or default
+            if isinstance(value, str):  # CSV cells carry JSON text
+                try:
+                    value = json.loads(value)
+                except json.JSONDecodeError:
+                    raise bad(name, "not valid JSON") from None
+            if not isinstance(value, kind):
+                raise bad(name, f"expected {'an object of strings' if kind is dict else 'a list'}")
+            return value
+
+        facts = structured("facts", dict, {})
+        probes = []
+        for j, p in enumerate(structured("probes", list, [])):
+            if not isinstance(p, dict) or not isinstance(p.get("question"), str) \
+                    or not isinstance(p.get("answer"), str):
+                raise bad(f"probes[{j}]", "expected {'question': str, 'answer': str, 'choices': [str]}")
+            choices = p.get("choices") or []
+            if not isinstance(choices, list) or not all(isinstance(c, str) for c in choices):
+                raise bad(f"probes[{j}].choices", "expected a list of strings")
+            if choices and p["answer"] not in choices:
+                raise bad(f"probes[{j}].answer", f"{p['answer']!r} is not one of its choices")
+            probes.append(Probe(p["question"], p["answer"], list(choices)))
+        return cls(
+            id=rec["id"], description=rec["description"].strip(), name=str(rec.get("name") or ""),
+            split=split, facts={str(k): str(v) for k, v in facts.items()}, probes=probes,
+            extra={k: v for k, v in rec.items() if k not in PERSONA_FIELDS},
+        )
 
 
 @dataclass
@@ -45,7 +133,7 @@ class Dialogue:
 
     id: str
     task: str
-    persona: dict[str, Any]
+    persona: Persona
     turns: list[Turn] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
     # Filled by the rollout engine for training; never serialised.
@@ -53,6 +141,13 @@ class Dialogue:
     completion_ids: list[int] | None = None
     env_mask: list[int] | None = None
     logprobs: list[float] | None = None
+
+    def __post_init__(self):
+        if isinstance(self.persona, dict):  # convenience for hand-built dialogues; validated the same way
+            try:
+                self.persona = Persona.from_dict(self.persona, f"dialogue {self.id!r}", "persona.")
+            except PersonaFormatError as err:
+                raise DialogueFormatError(str(err)) from None
 
     def simulator_lines(self) -> list[str]:
         return [t.text for t in self.turns if t.speaker == "simulator"]
@@ -74,7 +169,7 @@ class Dialogue:
         return {
             "id": self.id,
             "task": self.task,
-            "persona": self.persona,
+            "persona": self.persona.to_dict(),
             "turns": [t.to_dict() for t in self.turns],
             "meta": self.meta,
         }
@@ -91,17 +186,10 @@ class Dialogue:
                 raise bad(key, "missing")
             if not isinstance(record[key], kind):
                 raise bad(key, f"expected {kind.__name__}, got {type(record[key]).__name__}")
-        persona = record["persona"]
-        for key in ("id", "description"):
-            if not isinstance(persona.get(key), str):
-                raise bad(f"persona.{key}", "missing or not a string")
-        probes = persona.get("probes", [])
-        if not isinstance(probes, list):
-            raise bad("persona.probes", "expected a list")
-        for j, probe in enumerate(probes):
-            if not isinstance(probe, dict) or not isinstance(probe.get("question"), str) \
-                    or not isinstance(probe.get("answer"), str):
-                raise bad(f"persona.probes[{j}]", "expected {'question': str, 'answer': str}")
+        try:
+            persona = Persona.from_dict(record["persona"], where, "persona.")
+        except PersonaFormatError as err:
+            raise DialogueFormatError(str(err)) from None
         turns = []
         for j, turn in enumerate(record["turns"]):
             if not isinstance(turn, dict):
@@ -151,9 +239,9 @@ def write_dialogues(dialogues: Iterable[Dialogue], path: str | Path) -> Path:
 
 def transcript(d: Dialogue, sim_name: str | None = None, agent_name: str | None = None) -> str:
     """A readable transcript for terminals and model cards."""
-    sim_name = sim_name or d.persona.get("name") or "Simulator"
+    sim_name = sim_name or d.persona.display_name or "Simulator"
     agent_name = agent_name or "Agent"
-    lines = [f"== {d.id} [{d.task}] persona {d.persona.get('id')} =="]
+    lines = [f"== {d.id} [{d.task}] persona {d.persona.id} =="]
     for t in d.turns:
         who = sim_name if t.speaker == "simulator" else agent_name
         lines.append(f"{who}: {t.text}")

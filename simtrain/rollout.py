@@ -179,7 +179,7 @@ class RolloutEngine:
             s.turns.append(Turn("agent", text))
 
     def _finish(self, s: _State, record_tokens: bool) -> Dialogue:
-        d = Dialogue(id=s.job.id, task=s.job.task.name, persona=s.job.persona.to_dict(), turns=s.turns,
+        d = Dialogue(id=s.job.id, task=s.job.task.name, persona=s.job.persona, turns=s.turns,
                      meta=dict(s.job.meta))
         if record_tokens and s.prompt_ids is not None:
             # Trailing agent tokens carry no training signal; keep them (masked) for the record.

@@ -6,9 +6,9 @@ The data flow of one optimizer step, in order:
    ``num_generations`` times, so each persona's dialogues form one GRPO group);
 2. the Ray rollout workers play those dialogues against the task agent with the current
    policy weights and return token ids, the simulator-only ``env_mask`` and log-probs;
-3. the reward functions (one :class:`~simtrain.rewards.scoring.Scorer` shared by all of them)
-   score the dialogues once with graded values (1 - P(problem) per line): the three
-   consistency metrics and the guards, weighted in TRL;
+3. the same ``rollout_func`` scores them once (one :class:`~simtrain.rewards.scoring.Scorer`)
+   with graded values (1 - P(problem) per line): the three consistency metrics and the
+   guards; the reward functions TRL calls only read their column, and TRL weights them;
 4. GRPOTrainer updates the policy (LoRA by default) on the simulator's tokens only;
 5. a callback pushes the new weights to the workers with the step number as version, and
    logs per-step metrics to wandb (offline by default) and ``metrics.jsonl``.
@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -53,12 +53,26 @@ class StepTimes:
     sim_tokens: int = 0
 
 
-# --- 1. rollout ---------------------------------------------------------------------------
+@dataclass
+class StepBatch:
+    """The current step's dialogues and their graded rewards: written by the rollout function,
+    read by the step's log (TRL hands the reward functions their own copy, per dialogue)."""
+
+    dialogues: list[Dialogue] = field(default_factory=list)
+    graded: dict[str, list[float | None]] = field(default_factory=dict)
 
 
-def make_rollout_func(run_rollout, jobs_by_key: dict[str, RolloutJob], base_seed: int | None, times: StepTimes):
+# --- 1. rollout and 2. score ----------------------------------------------------------------
+
+
+def make_rollout_func(run_rollout, scorer: Scorer, jobs_by_key: dict[str, RolloutJob], base_seed: int | None,
+                      group_size: int, batch: StepBatch, times: StepTimes):
     """The ``rollout_func`` TRL calls: one dialogue per prompt received, in order (TRL has
-    already repeated each prompt ``num_generations`` times, so a group is consecutive)."""
+    already repeated each prompt ``num_generations`` times, so a group is consecutive).
+
+    It plays the step's dialogues and scores them, once, right here, so the step reads
+    rollout -> score in one place; the reward functions TRL calls afterwards only read their
+    column (``reward_functions``)."""
 
     def rollout_func(prompts: list, trainer) -> dict:
         step = trainer.state.global_step
@@ -66,17 +80,37 @@ def make_rollout_func(run_rollout, jobs_by_key: dict[str, RolloutJob], base_seed
                 for j, key in enumerate(prompts)]
         t0 = time.perf_counter()
         dialogues = run_rollout(jobs, None if base_seed is None else base_seed + 1000 * step, trainer)
-        times.rollout = time.perf_counter() - t0
+        times.rollout, t0 = time.perf_counter() - t0, time.perf_counter()
         times.sim_tokens = sum(sum(d.env_mask) for d in dialogues)
+
+        graded = scorer.score(dialogues, graded=True)  # 1 - P(problem) per line, averaged per dialogue
+        times.scoring = time.perf_counter() - t0
+        batch.dialogues, batch.graded = dialogues, graded
+        columns = {name: fill_group_gaps(graded[name], group_size) for name in scorer.names}
         return {
             "prompt_ids": [d.prompt_ids for d in dialogues],
             "completion_ids": [d.completion_ids for d in dialogues],
             "logprobs": [d.logprobs for d in dialogues],
             "env_mask": [d.env_mask for d in dialogues],
-            "dialogues": dialogues,
+            # an extra field: TRL passes it, one entry per dialogue, to every reward function
+            "graded": [{name: col[i] for name, col in columns.items()} for i in range(len(dialogues))],
         }
 
     return rollout_func
+
+
+def reward_functions(names: Sequence[str]) -> list:
+    """TRL reward functions, plain ones: each returns its column of the graded rewards that the
+    rollout function attached to the batch. TRL weights and sums them."""
+
+    def column(name: str):
+        def reward(completions=None, graded=None, **kw) -> list[float | None]:
+            return [g[name] for g in graded]
+
+        reward.__name__ = name
+        return reward
+
+    return [column(n) for n in names]
 
 
 class LocalRollout:
@@ -105,9 +139,6 @@ class LocalRollout:
         return dialogues
 
 
-# --- 2. score -----------------------------------------------------------------------------
-
-
 def fill_group_gaps(values: Sequence[float | None], group_size: int) -> list[float | None]:
     """A dialogue a reward could not judge (e.g. no Q&A probe addressed) takes its group's mean
     for that reward, so it gets no advantage from it either way. TRL would sum a None as 0,
@@ -133,40 +164,6 @@ def group_spread(values: Sequence[float | None], group_size: int) -> tuple[float
     if not stds:
         return None, None
     return sum(stds) / len(stds), sum(s < 1e-6 for s in stds) / len(stds)
-
-
-class StepScores:
-    """TRL reward functions backed by one Scorer. TRL calls each function with the same batch;
-    the first call of a step scores it once (graded values, gaps filled per group), and each
-    function returns its column. ``last`` keeps the scored batch for the step's metrics."""
-
-    def __init__(self, scorer: Scorer, group_size: int, times: StepTimes):
-        self.scorer = scorer
-        self.group_size = group_size
-        self.times = times
-        self._key: tuple | None = None
-        self.graded: dict[str, list[float | None]] = {}
-        self.last: list[Dialogue] = []
-
-    def functions(self) -> list:
-        return [self._column(name) for name in self.scorer.names]
-
-    def _column(self, name: str):
-        def reward(prompts=None, completions=None, dialogues=None, **kw):
-            self.score(dialogues)
-            return fill_group_gaps(self.graded[name], self.group_size)
-
-        reward.__name__ = name
-        return reward
-
-    def score(self, dialogues: Sequence[Dialogue]) -> None:
-        key = tuple(id(d) for d in dialogues)
-        if key == self._key:
-            return
-        t0 = time.perf_counter()
-        self.graded = self.scorer.score(dialogues, graded=True)
-        self.times.scoring = time.perf_counter() - t0
-        self._key, self.last = key, list(dialogues)
 
 
 # --- 4. log -------------------------------------------------------------------------------
@@ -258,16 +255,17 @@ class StepLog:
     """What a logged step adds to TRL's logs (through the trainer's ``log``, so wandb and every
     callback see it), and the step's line in ``metrics.jsonl`` and on the reporter."""
 
-    def __init__(self, run_dir: Path, scores: StepScores, times: StepTimes, reporter: Reporter, pool=None,
-                 check=None, log_dialogues: int = 4):
+    def __init__(self, run_dir: Path, batch: StepBatch, group_size: int, times: StepTimes, reporter: Reporter,
+                 pool=None, check=None, log_dialogues: int = 4):
         self.metrics_path = run_dir / "metrics.jsonl"
         self.baseline_path = run_dir / "baseline.json"
         self.baseline = json.loads(self.baseline_path.read_text()) if self.baseline_path.exists() else None
-        self.scores, self.times, self.reporter, self.pool, self.check = scores, times, reporter, pool, check
+        self.batch, self.group_size = batch, group_size
+        self.times, self.reporter, self.pool, self.check = times, reporter, pool, check
         self.log_dialogues = log_dialogues
 
     def extras(self, step: int, trainer) -> dict:
-        out = step_metrics(self.scores.last, self.scores.graded, self.scores.group_size, self.baseline)
+        out = step_metrics(self.batch.dialogues, self.batch.graded, self.group_size, self.baseline)
         if self.baseline is None:  # the first step is the baseline for "reduction"
             self.baseline = {m: out.get(f"consistency/{m}") for m in CONSISTENCY}
             self.baseline_path.write_text(json.dumps(self.baseline))
@@ -280,7 +278,7 @@ class StepLog:
         if self.check is not None:
             # TRL adds its own "reward" to the logs after this hook, so the step's reward is read
             # from the scored batch: the composite of the graded values.
-            out.update(self.check.maybe_run(step, mean(self.scores.graded.get("composite", [])), trainer))
+            out.update(self.check.maybe_run(step, mean(self.batch.graded.get("composite", [])), trainer))
         return out
 
     def write(self, step: int, logs: dict) -> None:
@@ -299,13 +297,13 @@ class StepLog:
             import wandb
         except ImportError:
             return
-        if wandb.run is None or not self.scores.last:
+        if wandb.run is None or not self.batch.dialogues:
             return
         table = wandb.Table(columns=["step", "dialogue", "persona", "line", "text", *CONSISTENCY])
-        for d in self.scores.last[: self.log_dialogues]:
+        for d in self.batch.dialogues[: self.log_dialogues]:
             for k, t in enumerate(x for x in d.turns if x.speaker == "simulator"):
                 s = t.extra.get("scores", {})
-                table.add_data(step, d.id, d.persona.get("id"), k + 1, t.text, *(s.get(m) for m in CONSISTENCY))
+                table.add_data(step, d.id, d.persona.id, k + 1, t.text, *(s.get(m) for m in CONSISTENCY))
         wandb.log({"dialogues": table}, commit=False)
 
 
@@ -452,8 +450,8 @@ def train(cfg=None, resume: str | Path | None = None, reporter: Reporter | None 
     from its last checkpoint, with the folder's saved config plus ``overrides`` (for example a
     higher ``train.max_steps``). ``callbacks`` are extra transformers ``TrainerCallback``s.
 
-    One step, in order: rollout (``make_rollout_func``) -> score (``StepScores``) -> update
-    (TRL) -> push (``_callback``) -> log (``StepLog``)."""
+    One step, in order: rollout and score (``make_rollout_func``) -> update (TRL, with
+    ``reward_functions`` reading the scores) -> push (``_callback``) -> log (``StepLog``)."""
     from datasets import Dataset
     from transformers import PrinterCallback
 
@@ -488,18 +486,19 @@ def train(cfg=None, resume: str | Path | None = None, reporter: Reporter | None 
         run_rollout = LocalRollout(cfg)
 
     scorer = Scorer.from_config(cfg, default_cache=str(run_dir / "judge_cache.jsonl"))
-    scores = StepScores(scorer, t.num_generations, times)
+    batch = StepBatch()
     check = (SecondJudgeCheck(cfg, run_rollout, reporter, str(run_dir / "judge_cache.jsonl"))
              if cfg.check.enabled else None)
-    step_log = StepLog(run_dir, scores, times, reporter, pool, check, t.log_dialogues)
+    step_log = StepLog(run_dir, batch, t.num_generations, times, reporter, pool, check, t.log_dialogues)
     trainer = _trainer_class()(
         model=policy.model,
-        reward_funcs=scores.functions(),
+        reward_funcs=reward_functions(scorer.names),
         args=grpo_config(cfg, run_dir, scorer.weights),
         train_dataset=dataset,
         processing_class=policy.tokenizer,
         peft_config=lora_config(t) if t.lora and not cfg.simulator.adapter else None,
-        rollout_func=make_rollout_func(run_rollout, jobs_by_key, cfg.rollout.seed, times),
+        rollout_func=make_rollout_func(run_rollout, scorer, jobs_by_key, cfg.rollout.seed, t.num_generations,
+                                       batch, times),
     )
     trainer._simtrain_base = cfg.simulator.name
     trainer._step_log = step_log

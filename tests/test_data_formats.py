@@ -77,6 +77,26 @@ def test_dialogue_round_trip_and_clear_errors(tmp_path):
         read_dialogues(path)
 
 
+def test_dialogue_carries_a_typed_persona_and_keeps_unknown_keys(tmp_path):
+    """The persona stays a Persona from loading to scoring (no dict round trip), and a key another
+    tool wrote survives a read and a write."""
+    from simtrain.dialogue import Persona, Probe
+
+    rec = {"id": "x", "task": "therapy", "turns": [{"speaker": "simulator", "text": "hi"}],
+           "persona": {"id": "p", "description": "D.", "facts": {"name": "Ann"}, "source": "other-tool",
+                       "probes": [{"question": "Job?", "answer": "baker", "choices": ["baker", "nurse"]}]}}
+    d = Dialogue.from_dict(rec)
+    assert isinstance(d.persona, Persona) and d.persona.probes == [Probe("Job?", "baker", ["baker", "nurse"])]
+    assert d.persona.display_name == "Ann" and d.persona.extra == {"source": "other-tool"}
+    [back] = read_dialogues(write_dialogues([d], tmp_path / "d.jsonl"))
+    assert back == d and back.to_dict()["persona"]["source"] == "other-tool"
+    rec["persona"]["probes"][0]["answer"] = "pilot"
+    with pytest.raises(DialogueFormatError, match=r"field 'persona\.probes\[0\]\.answer'"):
+        Dialogue.from_dict(rec)
+    with pytest.raises(DialogueFormatError, match=r"field 'persona\.description'"):
+        Dialogue("y", "therapy", {"id": "p"})
+
+
 def test_config_typos_are_caught_with_a_suggestion(tmp_path):
     path = write(tmp_path, "c.yaml", ["rollout:", "  num_utterance: 4"])
     with pytest.raises(ConfigError, match=r"rollout\.num_utterance: unknown key \(did you mean 'rollout\.num_utterances'\?\)"):

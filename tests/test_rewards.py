@@ -304,12 +304,14 @@ def test_qa_leaves_out_a_probe_the_simulator_never_addressed(judge):
 
 def test_qa_judgement_honours_the_threshold_and_drops_not_mentioned():
     from simtrain.rewards import prompts
+    from simtrain.dialogue import Probe
     from simtrain.rewards.qa import judged
 
     yes_no = Query(prompt="consistent?", options=("NO", "YES"))
-    assert judged({}, yes_no, [0.4, 0.6], threshold=0.5) == (True, pytest.approx(0.6))
-    assert judged({}, yes_no, [0.4, 0.6], threshold=0.3)[0] is False  # P(inconsistent) 0.4 >= 0.3
-    probe = {"answer": "baker"}
+    free = Probe("What is your job?", "baker")
+    assert judged(free, yes_no, [0.4, 0.6], threshold=0.5) == (True, pytest.approx(0.6))
+    assert judged(free, yes_no, [0.4, 0.6], threshold=0.3)[0] is False  # P(inconsistent) 0.4 >= 0.3
+    probe = Probe("What is your job?", "baker", ["nurse", "baker"])
     mc = Query(prompt="job?", options=("nurse", "baker", prompts.NOT_MENTIONED))
     assert judged(probe, mc, [0.1, 0.2, 0.7]) is None  # "Not mentioned" wins: left out
     ok, p = judged(probe, mc, [0.1, 0.6, 0.3])

@@ -227,3 +227,44 @@ def test_training_from_an_existing_adapter_trains_that_adapter(tmp_path):
     policy = models.load_with_adapter(models.TINY, str(tmp_path / "adapter"), device="cpu", trainable=True)
     trainable = [n for n, p in policy.model.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n for n in trainable)
+
+
+def test_the_rollout_function_scores_each_step_once_and_rewards_only_read_their_column():
+    """Scoring happens in the rollout function, before TRL calls any reward; the reward
+    functions are plain column readers, so their call order (and count) changes nothing."""
+    from types import SimpleNamespace
+
+    from simtrain.dialogue import Dialogue, Turn
+    from simtrain.envs.personas import load_personas
+    from simtrain.envs.tasks import get_task
+    from simtrain.rewards.registry import RewardSpec, build_all
+    from simtrain.rewards.scoring import Scorer
+    from simtrain.rollout import RolloutJob
+    from simtrain.train import StepBatch, StepTimes, make_rollout_func, reward_functions
+
+    persona, task = load_personas("therapy")[0], get_task("therapy")
+    lines = ["I feel tired all the time.", "Why?", "I feel tired all the time. I feel tired all the time.", "Work."]
+    calls = []
+
+    def played(jobs, seed, trainer):  # the dialogues a rollout returns: the data this test scores
+        calls.append(seed)
+        return [Dialogue(j.id, "therapy", persona, [Turn("agent", "How are you?"), Turn("simulator", lines[i])],
+                         prompt_ids=[1], completion_ids=[2, 3], env_mask=[1, 1], logprobs=[-0.1, -0.2])
+                for i, j in enumerate(jobs)]
+
+    scorer = Scorer(*build_all([RewardSpec(name="guard_repetition"), RewardSpec(name="guard_questions")]))
+    scored = []
+    real_score = scorer.score
+    scorer.score = lambda ds, **kw: scored.append(len(ds)) or real_score(ds, **kw)
+    batch = StepBatch()
+    rollout = make_rollout_func(played, scorer, {"k": RolloutJob(task, persona, "k/0")}, 7, 2, batch, StepTimes())
+    out = rollout(["k"] * 4, SimpleNamespace(state=SimpleNamespace(global_step=3)))
+    assert calls == [3007] and scored == [4]  # one rollout, one scoring, before any reward runs
+    assert len(out["graded"]) == 4 and batch.dialogues and set(batch.graded) >= set(scorer.names)
+    fns = reward_functions(scorer.names)
+    kwargs = {"prompts": ["k"] * 4, "completions": [""] * 4, "graded": out["graded"]}
+    first = {f.__name__: f(**kwargs) for f in fns}
+    again = {f.__name__: f(**kwargs) for f in reversed(fns)}
+    assert first == again and scored == [4]
+    assert first[fns[0].__name__] == [batch.graded[fns[0].__name__][i] for i in range(4)]
+    assert first["guard_questions"][1] < first["guard_questions"][0]  # "Why?" only asks
