@@ -5,7 +5,8 @@ and the same conversation as OpenAI-style messages, the agent being the "assista
 line each; ``start(n)`` opens a batch of ``n`` dialogues, whose views every ``respond`` call
 then gets in the same order (:class:`Agent`). Three kinds:
 
-* :class:`HFAgent` runs a local model through an :class:`~simtrain.generation.HFGenerator`;
+* :class:`HFAgent` runs a local model through a :class:`~simtrain.generation.Generator` (the
+  ``hf`` or the ``vllm`` engine's);
   when it shares the simulator's generator it uses the base weights with the adapter disabled.
   It keeps each dialogue's view as tokens with its KV cache across a batch's turns, so a turn
   runs only the new tokens through the model.
@@ -21,7 +22,7 @@ from typing import Protocol
 
 from simtrain.envs.personas import Persona
 from simtrain.envs.tasks import Task, fill_for
-from simtrain.generation import BatchContext, ChatFormat, HFGenerator, SamplingConfig
+from simtrain.generation import BatchContext, ChatFormat, Generator, SamplingConfig
 from simtrain.openai_client import EndpointConfig, EndpointError, chat_completions
 
 
@@ -64,7 +65,7 @@ class QuestionBankAgent:
 
 
 class HFAgent:
-    def __init__(self, generator: HFGenerator, sampling: SamplingConfig, use_adapter: bool = False):
+    def __init__(self, generator: Generator, sampling: SamplingConfig, use_adapter: bool = False):
         self.generator = generator
         self.sampling = sampling
         self.use_adapter = use_adapter

@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from simtrain.openai_client import EndpointConfig  # the agent.endpoint / judge.endpoint sections
 from simtrain.generation import SamplingConfig  # the rollout.sampling / agent.sampling sections
+from simtrain.vllm_generation import VLLMConfig  # the rollout.vllm section (vllm itself is imported only when used)
 from simtrain.rewards.judges import JudgeConfig  # defined beside the judges it builds; the `judge` section
 from simtrain.rewards.registry import DEFAULT_REWARDS, RewardSpec  # the `rewards` list entries
 
@@ -42,6 +43,8 @@ class AgentConfig(_Section):
 
 
 class RolloutConfig(_Section):
+    engine: Literal["hf", "vllm"] = Field("hf", description="'hf': transformers generate with a KV cache per batch (tests, tiny models); 'vllm': a vLLM engine in each Ray rollout worker (continuous batching, prefix caching; needs train.lora and num_rollout_workers >= 1).")
+    vllm: VLLMConfig = Field(default_factory=VLLMConfig, description="The vLLM engine (engine 'vllm').")
     num_utterances: int = Field(8, ge=1, description="Utterances per dialogue, both speakers counted (the agent's opening too).")
     first_speaker: Literal["agent", "simulator"] = Field("agent", description="Who speaks first.")
     dialogues_per_persona: int = Field(1, ge=1, description="Dialogues per persona (the GRPO group size in training).")
@@ -87,6 +90,7 @@ class TrainConfig(_Section):
     worker_gpus: float = Field(0.0, ge=0, description="GPUs each rollout actor reserves in Ray (fractions share one GPU); 0: CPU workers.")
     worker_max_restarts: int = Field(3, ge=0, description="Times a dead or hung rollout worker is restarted within one step before training fails.")
     worker_timeout_s: float = Field(1800.0, gt=0, description="Longest wait for a worker's rollout or weight push; past it the worker counts as hung and is restarted.")
+    check_logprobs: bool = Field(True, description="Each step the learner recomputes the simulator tokens' log-probs and logs their gap to the rollout engine's (rollout/logprob_gap_mean, _max); one extra forward pass of the batch.")
     trl: dict[str, Any] = Field(default_factory=dict, description="TRL GRPOConfig options passed through as they are (they override simtrain's).")
     ray_address: str | None = Field(None, description="Ray cluster to attach to (or RAY_ADDRESS); default: start a local Ray.")
     wandb: bool = Field(True, description="Log to wandb (offline unless WANDB_MODE says otherwise).")
@@ -123,6 +127,20 @@ class RunConfig(_Section):
     train: TrainConfig = Field(default_factory=TrainConfig, description="RL training.")
     check: CheckConfig = Field(default_factory=CheckConfig, description="The second judge (Goodhart check).")
 
+    @model_validator(mode="after")
+    def _engine_fits(self) -> "RunConfig":
+        if self.rollout.engine == "vllm":
+            # The vLLM engine lives in the Ray workers and receives each policy version as a
+            # LoRA adapter (one engine then serves the policy and the base-weight agent).
+            if self.train.num_rollout_workers < 1:
+                raise ValueError("rollout.engine 'vllm' runs in Ray rollout workers: set train.num_rollout_workers >= 1")
+            if not self.train.lora:
+                raise ValueError("rollout.engine 'vllm' receives each policy version as a LoRA adapter: set train.lora: true")
+            if self.simulator.name == "tiny-random":
+                raise ValueError("rollout.engine 'vllm' needs a model directory; 'tiny-random' exists only in memory "
+                                 "(use smollm2)")
+        return self
+
     def run_dir(self) -> Path:
         return Path(self.output_dir or f"runs/{self.name}")
 
@@ -152,6 +170,8 @@ def _explain(err: ValidationError, source: str) -> str:
             near = difflib.get_close_matches(str(loc[-1]), list(parent.model_fields), n=1)
             hint = f" (did you mean {'.'.join(map(str, loc[:-1] + (near[0],)))!r}?)" if near else ""
             lines.append(f"  {where}: unknown key{hint}")
+        elif not loc:  # a rule across sections (RunConfig's own validator): its message says it all
+            lines.append(f"  {e['msg'].removeprefix('Value error, ')}")
         else:
             lines.append(f"  {where}: {e['msg']} (got {e.get('input')!r})")
     return "\n".join(lines)

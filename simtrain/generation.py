@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -103,17 +104,34 @@ def _cache_kwarg() -> str:
     return "cache" if int(transformers.__version__.split(".")[0]) >= 5 else "past_key_values"
 
 
+class Generator(Protocol):
+    """What the rollout engine and the local agent ask of a model that generates: its
+    tokenizer, and one line per row of a :class:`BatchContext`, with or without the policy's
+    adapter. Two engines implement it: :class:`HFGenerator` (transformers ``generate``) and
+    ``simtrain.vllm_generation.VLLMGenerator`` (a vLLM engine)."""
+
+    tok: object
+
+    def generate_in_context(self, ctx: "BatchContext", sampling: SamplingConfig, use_adapter: bool = True,
+                            want_logprobs: bool = False) -> list[Generation]: ...
+
+
+def stop_ids_of(tokenizer, generation_config=None, extra: list[int] | None = None) -> list[int]:
+    """Tokens that end a line: the tokenizer's eos, the model's generation eos ids, and ``extra``."""
+    ids = set(extra or [])
+    ids.add(tokenizer.eos_token_id)
+    eos = getattr(generation_config, "eos_token_id", None)
+    ids.update(eos if isinstance(eos, list) else ([eos] if eos is not None else []))
+    return sorted(ids)
+
+
 class HFGenerator:
     """One model, many prompts, one ``generate`` call per batch."""
 
     def __init__(self, model, tokenizer, stop_ids: list[int] | None = None):
         self.model = model
         self.tok = tokenizer
-        ids = set(stop_ids or [])
-        ids.add(tokenizer.eos_token_id)
-        eos = getattr(model.generation_config, "eos_token_id", None)
-        ids.update(eos if isinstance(eos, list) else ([eos] if eos is not None else []))
-        self.stop_ids = sorted(ids)
+        self.stop_ids = stop_ids_of(tokenizer, model.generation_config, stop_ids)
 
     def adapter_context(self, use_adapter: bool):
         """Disable a peft adapter, so one set of base weights serves simulator and agent."""
@@ -170,17 +188,20 @@ class HFGenerator:
             logits = logits / (sampling.temperature if not greedy else 1.0)
             logps = torch.log_softmax(logits, dim=-1).gather(
                 -1, out.sequences[:, width:].unsqueeze(-1)).squeeze(-1).tolist()
-        stops = set(self.stop_ids)
         results = []
         for i, ids in enumerate(new):
-            end = next((j + 1 for j, t in enumerate(ids) if t in stops), None)
-            keep = ids[:end] if end is not None else ids
-            ctx.rows[i] += ids
-            ctx.mask[i] += [1] * len(keep) + [0] * (len(ids) - len(keep))
-            results.append(Generation(
-                token_ids=keep,
-                logprobs=logps[i][: len(keep)] if logps is not None else [],
-                text=self.tok.decode(keep, skip_special_tokens=True).strip(),
-                stopped=end is not None,
-            ))
+            g = line_from(self.tok, ids, self.stop_ids, logps[i] if logps is not None else None)
+            ctx.rows[i] += ids  # the batch's rows stay equal in length: tokens after the stop are masked
+            ctx.mask[i] += [1] * len(g.token_ids) + [0] * (len(ids) - len(g.token_ids))
+            results.append(g)
         return results
+
+
+def line_from(tokenizer, ids: list[int], stop_ids, logprobs: list[float] | None) -> Generation:
+    """One generated line: ``ids`` cut after the first stop token (both engines use this, so a
+    line ends, decodes and reports ``stopped`` the same way whichever engine produced it)."""
+    stops = set(stop_ids)
+    end = next((j + 1 for j, t in enumerate(ids) if t in stops), None)
+    keep = list(ids[:end] if end is not None else ids)
+    return Generation(token_ids=keep, logprobs=list(logprobs[: len(keep)]) if logprobs is not None else [],
+                      text=tokenizer.decode(keep, skip_special_tokens=True).strip(), stopped=end is not None)

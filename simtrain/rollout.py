@@ -29,7 +29,8 @@ from simtrain.envs.personas import Persona
 from simtrain.envs.agents import AgentView
 from simtrain.envs.tasks import SHORT_REPLY, Task, opening_line
 from simtrain.dialogue import Dialogue, Turn
-from simtrain.generation import BatchContext, ChatFormat, HFGenerator, SamplingConfig
+from simtrain.generation import BatchContext, ChatFormat, Generator, HFGenerator, SamplingConfig
+from simtrain.vllm_generation import VLLMGenerator
 from simtrain.reporting import Reporter
 from simtrain.envs.personas import load_personas
 from simtrain.envs.tasks import get_task
@@ -85,7 +86,8 @@ class RolloutEngine:
     """Runs batches of simulator-vs-agent dialogues.
 
     Args:
-        simulator: generator holding the simulator model (optionally a peft model).
+        simulator: the simulator's generator (``HFGenerator`` with an optional peft adapter, or
+            ``VLLMGenerator``).
         agent: the task agent (``envs.agents.HFAgent`` or ``OpenAIAgent``).
         sampling: simulator sampling settings.
         seed: seeds torch before each run, so a fixed seed reproduces the dialogues; None does not seed.
@@ -96,7 +98,7 @@ class RolloutEngine:
         batch_size: dialogues per lockstep batch.
     """
 
-    def __init__(self, simulator: HFGenerator, agent: Agent, sampling: SamplingConfig | None = None,
+    def __init__(self, simulator: Generator, agent: Agent, sampling: SamplingConfig | None = None,
                  num_utterances: int = 8, first_speaker: str = "agent", reminder: str = SHORT_REPLY,
                  batch_size: int = 16, end_of_turn: str | None = None, reporter: Reporter | None = None,
                  seed: int | None = 0):
@@ -206,14 +208,24 @@ def make_jobs(cfg, split: str | None = None) -> list[RolloutJob]:
     return jobs
 
 
-def build_engine(cfg, simulator=None, reporter: Reporter | None = None) -> RolloutEngine:
-    """Build the engine a RunConfig describes. ``simulator`` may be an already loaded
-    ``LoadedModel`` (the trainer passes its policy); otherwise it is loaded from config."""
+def build_engine(cfg, simulator=None, reporter: Reporter | None = None,
+                 max_lora_rank: int | None = None) -> RolloutEngine:
+    """Build the engine a RunConfig describes.
 
-    if simulator is None:
-        simulator = models.load_with_adapter(cfg.simulator.name, cfg.simulator.adapter, dtype=cfg.simulator.dtype,
-                                             trust_remote_code=cfg.simulator.trust_remote_code)
-    sim_gen = HFGenerator(simulator.model, simulator.tokenizer)
+    ``simulator`` may be an already loaded ``LoadedModel`` (the learner's policy, eval's model):
+    it is run with the ``hf`` engine. Otherwise ``rollout.engine`` decides: ``hf`` loads the
+    model from config, ``vllm`` starts a vLLM engine on the model's directory, with LoRA
+    adapters up to ``max_lora_rank`` (None: base weights only)."""
+
+    if simulator is None and cfg.rollout.engine == "vllm":
+        sim_gen = VLLMGenerator(models.resolve(cfg.simulator.name), models.load_tokenizer(cfg.simulator.name),
+                                cfg.rollout.vllm, dtype=cfg.simulator.dtype, max_lora_rank=max_lora_rank,
+                                trust_remote_code=cfg.simulator.trust_remote_code)
+    else:
+        if simulator is None:
+            simulator = models.load_with_adapter(cfg.simulator.name, cfg.simulator.adapter, dtype=cfg.simulator.dtype,
+                                                 trust_remote_code=cfg.simulator.trust_remote_code)
+        sim_gen = HFGenerator(simulator.model, simulator.tokenizer)
     a = cfg.agent
     if a.kind == "bank":
         agent = QuestionBankAgent()

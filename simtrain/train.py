@@ -60,13 +60,14 @@ class StepBatch:
 
     dialogues: list[Dialogue] = field(default_factory=list)
     graded: dict[str, list[float | None]] = field(default_factory=dict)
+    logprob_gap: dict[str, float] = field(default_factory=dict)  # engine vs learner (logprob_gap)
 
 
 # --- 1. rollout and 2. score ----------------------------------------------------------------
 
 
 def make_rollout_func(run_rollout, scorer: Scorer, jobs_by_key: dict[str, RolloutJob], base_seed: int | None,
-                      group_size: int, batch: StepBatch, times: StepTimes):
+                      group_size: int, batch: StepBatch, times: StepTimes, gap_temperature: float | None = None):
     """The ``rollout_func`` TRL calls: one dialogue per prompt received, in order (TRL has
     already repeated each prompt ``num_generations`` times, so a group is consecutive).
 
@@ -82,6 +83,8 @@ def make_rollout_func(run_rollout, scorer: Scorer, jobs_by_key: dict[str, Rollou
         dialogues = run_rollout(jobs, None if base_seed is None else base_seed + 1000 * step, trainer)
         times.rollout, t0 = time.perf_counter() - t0, time.perf_counter()
         times.sim_tokens = sum(sum(d.env_mask) for d in dialogues)
+        if gap_temperature is not None:
+            batch.logprob_gap = logprob_gap(trainer.model, dialogues, gap_temperature)
 
         graded = scorer.score(dialogues, graded=True)  # 1 - P(problem) per line, averaged per dialogue
         times.scoring = time.perf_counter() - t0
@@ -97,6 +100,35 @@ def make_rollout_func(run_rollout, scorer: Scorer, jobs_by_key: dict[str, Rollou
         }
 
     return rollout_func
+
+
+def logprob_gap(model, dialogues: Sequence[Dialogue], temperature: float) -> dict[str, float]:
+    """How far the rollout engine's log-probs are from the learner's on the simulator's tokens
+    (mean and max absolute difference). TRL recomputes the log-probs it trains on, so a gap
+    does not bias the loss, but it says how off-policy the rollouts are: about 1e-5 for the
+    ``hf`` engine, more for ``vllm`` (other kernels; with ``top_p < 1`` vLLM reports the
+    truncated distribution's log-probs, see ``vllm_generation``)."""
+    import torch
+
+    gaps = []
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for d in dialogues:
+                if not any(d.env_mask or []):
+                    continue
+                ids = torch.tensor([d.prompt_ids + d.completion_ids], device=next(model.parameters()).device)
+                logits = model(input_ids=ids).logits[0, len(d.prompt_ids) - 1:-1].float() / temperature
+                lp = torch.log_softmax(logits, -1).gather(-1, ids[0, len(d.prompt_ids):, None])[:, 0].cpu()
+                mask = torch.tensor(d.env_mask, dtype=torch.bool)
+                gaps.append((lp[mask] - torch.tensor(d.logprobs)[mask]).abs())
+    finally:
+        model.train(was_training)
+    if not gaps:
+        return {}
+    g = torch.cat(gaps)
+    return {"rollout/logprob_gap_mean": float(g.mean()), "rollout/logprob_gap_max": float(g.max())}
 
 
 def reward_functions(names: Sequence[str]) -> list:
@@ -273,6 +305,7 @@ class StepLog:
         out.update({"time/rollout_s": round(t.rollout, 3), "time/scoring_s": round(t.scoring, 3),
                     "time/update_s": round(t.update, 3),
                     "time/sim_tokens_per_s": round(t.sim_tokens / t.rollout, 2) if t.rollout else 0.0})
+        out.update(self.batch.logprob_gap)
         if self.pool is not None:
             out["rollout/worker_restarts"] = self.pool.restarts
         if self.check is not None:
@@ -498,7 +531,8 @@ def train(cfg=None, resume: str | Path | None = None, reporter: Reporter | None 
         processing_class=policy.tokenizer,
         peft_config=lora_config(t) if t.lora and not cfg.simulator.adapter else None,
         rollout_func=make_rollout_func(run_rollout, scorer, jobs_by_key, cfg.rollout.seed, t.num_generations,
-                                       batch, times),
+                                       batch, times, gap_temperature=(cfg.rollout.sampling.temperature or 1.0)
+                                       if t.check_logprobs else None),
     )
     trainer._simtrain_base = cfg.simulator.name
     trainer._step_log = step_log

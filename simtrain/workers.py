@@ -13,6 +13,8 @@ from __future__ import annotations
 # never loads what it does not use. The project's own modules are imported here, at the top.
 
 import os
+import shutil
+import tempfile
 import uuid
 from typing import Sequence
 
@@ -40,15 +42,13 @@ def trainable_state(model) -> dict:
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
-class RolloutWorker:
-    """The actor body (wrapped with ``ray.remote`` by :class:`WorkerPool`)."""
+class HFPolicy:
+    """The ``hf`` engine's policy: the simulator as a (peft) model in the worker's memory."""
 
-    def __init__(self, cfg_dict: dict, worker_id: int, num_threads: int):
+    def __init__(self, cfg, num_threads: int):
         import torch
 
-
         torch.set_num_threads(max(1, num_threads))
-        cfg = RunConfig.model_validate(cfg_dict)
         lm = models.load_with_adapter(cfg.simulator.name, cfg.simulator.adapter, dtype=cfg.simulator.dtype,
                                       trust_remote_code=cfg.simulator.trust_remote_code, device="cpu"
                                       if not torch.cuda.is_available() else None)
@@ -59,23 +59,96 @@ class RolloutWorker:
             lm.model.eval()
         self.lm = lm
         self.engine = build_engine(cfg, simulator=lm)
-        self.worker_id = worker_id
-        self.version = 0
 
-    def set_weights(self, state: dict, version: int) -> int:
-        """Load the learner's weights. The keys must match exactly: peft loads non-strictly, so a
-        wrong or empty state would otherwise leave the worker on old weights without a word."""
-        expected = trainable_state(self.lm.model).keys()
-        missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
-        if missing or unexpected:
-            raise ValueError(f"weight push to worker {self.worker_id}: {len(missing)} missing keys "
-                             f"{missing[:3]}, {len(unexpected)} unexpected keys {unexpected[:3]}")
+    def keys(self) -> set[str]:
+        return set(trainable_state(self.lm.model))
+
+    def load(self, state: dict, version: int) -> None:
         if hasattr(self.lm.model, "peft_config"):
             from peft import set_peft_model_state_dict
 
             set_peft_model_state_dict(self.lm.model, state)
         else:
             self.lm.model.load_state_dict(state)
+
+    def sequence_logprobs(self, ids: list[int]) -> list[float]:
+        return sequence_logprobs(self.lm.model, ids)
+
+
+class VLLMPolicy:
+    """The ``vllm`` engine's policy: a LoRA adapter that the worker's vLLM engine serves. Each
+    push is written as an adapter folder (peft's layout) and loaded under a new LoRA id; the
+    base weights, adapter off, still serve a task agent that shares them."""
+
+    def __init__(self, cfg, workdir: str):
+        from peft import get_peft_model_state_dict
+
+        self.template = adapter_template(cfg)  # the adapter's layout (keys, peft config), no weights
+        self.peft_config = self.template.peft_config["default"]
+        self.engine = build_engine(cfg, max_lora_rank=self.peft_config.r)
+        self.sim = self.engine.sim
+        self._keys = set(get_peft_model_state_dict(self.template))
+        self.workdir = workdir
+        self.folder: str | None = None
+        if cfg.simulator.adapter:  # a run started from an adapter rolls out with it from step 0
+            self.sim.set_adapter(cfg.simulator.adapter, 0)
+
+    def keys(self) -> set[str]:
+        return self._keys
+
+    def load(self, state: dict, version: int) -> None:
+        from safetensors.torch import save_file
+
+        folder = os.path.join(self.workdir, f"policy-v{version}")
+        self.peft_config.save_pretrained(folder)
+        save_file({k: v.contiguous() for k, v in state.items()}, os.path.join(folder, "adapter_model.safetensors"))
+        self.sim.set_adapter(folder, version)
+        if self.folder and self.folder != folder:  # the engine now asks for the new id only
+            shutil.rmtree(self.folder, ignore_errors=True)
+        self.folder = folder
+
+    def sequence_logprobs(self, ids: list[int]) -> list[float]:
+        return self.sim.sequence_logprobs(ids)
+
+
+def adapter_template(cfg):
+    """The policy's peft model built on the meta device: its adapter keys and resolved config
+    (``all-linear`` becomes module names) at no memory cost, for a worker whose engine is vLLM."""
+    from accelerate import init_empty_weights
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(models.resolve(cfg.simulator.name),
+                                        trust_remote_code=cfg.simulator.trust_remote_code)
+    with init_empty_weights():
+        base = AutoModelForCausalLM.from_config(config, trust_remote_code=cfg.simulator.trust_remote_code)
+        lora = LoraConfig.from_pretrained(cfg.simulator.adapter) if cfg.simulator.adapter else lora_config(cfg.train)
+        return get_peft_model(base, lora)
+
+
+class RolloutWorker:
+    """The actor body (wrapped with ``ray.remote`` by :class:`WorkerPool`)."""
+
+    def __init__(self, cfg_dict: dict, worker_id: int, num_threads: int):
+        cfg = RunConfig.model_validate(cfg_dict)
+        if cfg.rollout.engine == "vllm":
+            self.workdir = tempfile.mkdtemp(prefix=f"simtrain-worker{worker_id}-")
+            self.policy = VLLMPolicy(cfg, self.workdir)
+        else:
+            self.policy = HFPolicy(cfg, num_threads)
+        self.engine = self.policy.engine
+        self.worker_id = worker_id
+        self.version = 0
+
+    def set_weights(self, state: dict, version: int) -> int:
+        """Load the learner's weights. The keys must match exactly: peft loads non-strictly, so a
+        wrong or empty state would otherwise leave the worker on old weights without a word."""
+        expected = self.policy.keys()
+        missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+        if missing or unexpected:
+            raise ValueError(f"weight push to worker {self.worker_id}: {len(missing)} missing keys "
+                             f"{missing[:3]}, {len(unexpected)} unexpected keys {unexpected[:3]}")
+        self.policy.load(state, version)
         self.version = version
         return version
 
@@ -88,11 +161,13 @@ class RolloutWorker:
         return dialogues
 
     def info(self) -> dict:
-        return {"worker": self.worker_id, "version": self.version, "pid": os.getpid()}
+        return {"worker": self.worker_id, "version": self.version, "pid": os.getpid(),
+                "engine": type(self.engine.sim).__name__}
 
     def sequence_logprobs(self, ids: list[int]) -> list[float]:
-        """Log-prob of each token of ``ids`` after its prefix (checks that a push took effect)."""
-        return sequence_logprobs(self.lm.model, ids)
+        """Log-prob of each token of ``ids`` after its prefix, as this worker's engine serves the
+        policy (checks that a push took effect where the rollouts are generated)."""
+        return self.policy.sequence_logprobs(ids)
 
 
 def sequence_logprobs(model, ids: list[int]) -> list[float]:

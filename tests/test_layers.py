@@ -13,7 +13,7 @@ SOURCES = {"simtrain": ROOT / "simtrain", "simtrain.rewards": ROOT / "rewards", 
 LAYERS = [
     ("core", {"simtrain.dialogue", "simtrain.reporting"}),
     ("envs", {"simtrain.envs", "simtrain.envs.personas", "simtrain.envs.tasks"}),
-    ("lm", {"simtrain.models", "simtrain.generation", "simtrain.openai_client"}),
+    ("lm", {"simtrain.models", "simtrain.generation", "simtrain.vllm_generation", "simtrain.openai_client"}),
     ("rewards", {"simtrain.rewards", "simtrain.rewards.*"}),
     ("rollout", {"simtrain.rollout", "simtrain.workers", "simtrain.envs.agents", "simtrain.config"}),
     ("user-facing", {"simtrain", "simtrain.train", "simtrain.evaluate", "simtrain.export", "simtrain.chat",

@@ -156,6 +156,8 @@ def test_two_step_training_run_then_resume(tmp_path, ray_session, monkeypatch):
     assert rows[0]["rewards/prompt_to_line/mean"] == pytest.approx(rows[0]["graded/prompt_to_line"], abs=1e-6)
     # weights reach the workers after every step: step 1 ran version 0, step 2 version 1
     assert [r["rollout/policy_version"] for r in rows] == [0, 1]
+    # the rollouts are on-policy: the workers' log-probs are the learner's (hf engine, float32)
+    assert all(r["rollout/logprob_gap_max"] < 1e-3 for r in rows), [r["rollout/logprob_gap_max"] for r in rows]
     # the worker killed after step 1 was restarted and step 2 still ran
     assert rows[1]["rollout/worker_restarts"] == 1
 

