@@ -86,6 +86,8 @@ class TrainConfig(_Section):
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping.")
     save_steps: int = Field(10, ge=1, description="Checkpoint every N steps (and at the end).")
     save_total_limit: int | None = Field(3, description="Keep at most this many checkpoints.")
+    micro_batch_size: int | None = Field(None, ge=1, description="Dialogues per forward/backward pass; the step's batch (personas_per_step x num_generations) must be a multiple of it, and gradients accumulate over batch / micro_batch_size passes. Empty: the whole batch in one pass.")
+    learner_gpus: float = Field(0.0, ge=0, description="GPUs the learner reserves in Ray on the node where `simtrain train` runs, so no rollout worker lands on them (the learner then trains on them, and fails if it cannot get them); 0: the learner reserves none.")
     num_rollout_workers: int = Field(1, ge=0, description="Ray rollout actors; 0 runs rollouts in the learner process.")
     worker_gpus: float = Field(0.0, ge=0, description="GPUs each rollout actor reserves in Ray (fractions share one GPU); 0: CPU workers.")
     worker_max_restarts: int = Field(3, ge=0, description="Times a dead or hung rollout worker is restarted within one step before training fails.")
@@ -129,6 +131,11 @@ class RunConfig(_Section):
 
     @model_validator(mode="after")
     def _engine_fits(self) -> "RunConfig":
+        t = self.train
+        batch = t.personas_per_step * t.num_generations
+        if t.micro_batch_size and batch % t.micro_batch_size:
+            raise ValueError(f"train.micro_batch_size ({t.micro_batch_size}) must divide the step's batch, "
+                             f"personas_per_step x num_generations = {batch}")
         if self.rollout.engine == "vllm":
             # The vLLM engine lives in the Ray workers and receives each policy version as a
             # LoRA adapter (one engine then serves the policy and the base-weight agent).

@@ -36,9 +36,9 @@ from simtrain import models
 from simtrain.rollout import build_engine
 from simtrain.evaluate import reduction
 from simtrain.rollout import make_jobs
-from simtrain.workers import trainable_state
 from simtrain.config import load_config
-from simtrain.workers import WorkerPool, lora_config
+from simtrain.workers import (GPUUnavailable, WorkerPool, check_gpus, init_ray, lora_config, reserve_learner_gpus,
+                              trainable_state)
 import shutil
 
 
@@ -437,9 +437,13 @@ def grpo_config(cfg, run_dir: Path, reward_weights: list[float]):
     from trl import GRPOConfig
 
     t, s = cfg.train, cfg.rollout.sampling
+    batch = t.personas_per_step * t.num_generations
+    micro = t.micro_batch_size or batch
     return GRPOConfig(**{
         "output_dir": str(run_dir), "max_steps": t.max_steps, "num_generations": t.num_generations,
-        "per_device_train_batch_size": t.personas_per_step * t.num_generations, "gradient_accumulation_steps": 1,
+        # One optimizer step per rollout: TRL generates per_device_train_batch_size x
+        # gradient_accumulation_steps dialogues at once and accumulates over the micro-batches.
+        "per_device_train_batch_size": micro, "gradient_accumulation_steps": batch // micro,
         "learning_rate": t.learning_rate, "lr_scheduler_type": t.lr_scheduler_type, "warmup_steps": 0,
         "loss_type": t.loss_type, "beta": t.beta, "epsilon": t.epsilon, "scale_rewards": t.scale_rewards,
         "multi_objective_aggregation": t.multi_objective_aggregation, "reward_weights": reward_weights,
@@ -450,6 +454,26 @@ def grpo_config(cfg, run_dir: Path, reward_weights: list[float]):
         "seed": t.seed, "use_cpu": not torch.cuda.is_available(), "bf16": cfg.simulator.dtype == "bfloat16",
         "log_completions": bool(t.wandb and t.log_dialogues), "num_completions_to_print": 0, "disable_tqdm": True,
         "remove_unused_columns": False, **t.trl})
+
+
+def reserve_gpus_for_learner(cfg, reporter: Reporter):
+    """The learner's own GPUs, reserved in Ray before any worker starts (``train.learner_gpus``).
+    A learner that was given GPUs but sees no CUDA device fails here, instead of quietly
+    training on the CPU."""
+    import torch
+
+    init_ray(cfg.train.ray_address)
+    check_gpus(cfg)
+    lease, ids = reserve_learner_gpus(cfg)
+    if not torch.cuda.is_available():
+        import ray
+
+        ray.kill(lease)
+        raise GPUUnavailable(f"Ray reserved GPU {','.join(ids)} for the learner, but torch sees no CUDA device "
+                             f"(torch {torch.__version__}, CUDA build: {torch.version.cuda}); install a CUDA "
+                             "build of torch, or set train.learner_gpus: 0")
+    reporter.log(f"learner: GPU {','.join(ids)} (reserved in Ray; rollout workers get other GPUs)")
+    return lease
 
 
 def prepare_run_dir(cfg, resume, overrides, reporter: Reporter):
@@ -505,6 +529,7 @@ def train(cfg=None, resume: str | Path | None = None, reporter: Reporter | None 
     jobs_by_key = {j.id.rsplit("/", 1)[0]: j for j in jobs}
     dataset = Dataset.from_list([{"prompt": k} for k in jobs_by_key])
 
+    lease = reserve_gpus_for_learner(cfg, reporter) if t.learner_gpus > 0 else None  # before CUDA is touched
     # A given adapter is trained further, so it must load trainable (peft loads it frozen otherwise).
     policy = models.load_with_adapter(cfg.simulator.name, cfg.simulator.adapter, dtype=cfg.simulator.dtype,
                                       trust_remote_code=cfg.simulator.trust_remote_code, trainable=True)
@@ -549,6 +574,10 @@ def train(cfg=None, resume: str | Path | None = None, reporter: Reporter | None 
         restarts = pool.restarts if pool else 0
         if pool is not None:
             pool.shutdown()
+        if lease is not None:
+            import ray
+
+            ray.kill(lease)
     # The newest offline run (a resumed run folder holds one per session); names start with the time.
     wandb_dir = max((run_dir / "wandb").glob("offline-run-*"), default=None)
     try:

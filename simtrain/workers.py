@@ -161,8 +161,10 @@ class RolloutWorker:
         return dialogues
 
     def info(self) -> dict:
+        import ray
+
         return {"worker": self.worker_id, "version": self.version, "pid": os.getpid(),
-                "engine": type(self.engine.sim).__name__}
+                "engine": type(self.engine.sim).__name__, "gpus": [str(i) for i in ray.get_gpu_ids()]}
 
     def sequence_logprobs(self, ids: list[int]) -> list[float]:
         """Log-prob of each token of ``ids`` after its prefix, as this worker's engine serves the
@@ -193,6 +195,56 @@ def init_ray(address: str | None = None) -> None:
         ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
 
 
+class GPUUnavailable(RuntimeError):
+    """A config asks for GPUs that the Ray cluster (or the learner's node) does not have."""
+
+
+def check_gpus(cfg) -> None:
+    """Fail before any actor starts when the run asks for more GPUs than Ray has: an actor that
+    asks for a GPU no node has would wait for one forever (Ray keeps it pending)."""
+    import ray
+
+    t = cfg.train
+    want = t.learner_gpus + t.num_rollout_workers * t.worker_gpus
+    have = ray.cluster_resources().get("GPU", 0.0)
+    if want > have + 1e-9:
+        raise GPUUnavailable(
+            f"the run asks for {want:g} GPUs (train.learner_gpus {t.learner_gpus:g} + train.num_rollout_workers "
+            f"{t.num_rollout_workers} x train.worker_gpus {t.worker_gpus:g}) but the Ray cluster has {have:g}. "
+            "Start Ray on the GPU node(s) (ray start --head --num-gpus N), or lower those numbers.")
+
+
+class _GPULease:
+    """A placeholder actor that holds the learner's GPUs in Ray's books for the whole run."""
+
+    def gpu_ids(self) -> list:
+        import ray
+
+        return [str(i) for i in ray.get_gpu_ids()]
+
+
+def reserve_learner_gpus(cfg, timeout_s: float = 120.0):
+    """Reserve ``train.learner_gpus`` on this node (where the learner runs) and point this
+    process at them (``CUDA_VISIBLE_DEVICES``), so the learner and the rollout workers never
+    share a GPU by accident: Ray gives the workers only GPUs the lease does not hold. Call it
+    before anything touches CUDA. Returns the lease (kill it at the end) and the GPU ids."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    n = cfg.train.learner_gpus
+    node = ray.get_runtime_context().get_node_id()
+    on_node = next((x["Resources"].get("GPU", 0.0) for x in ray.nodes() if x["NodeID"] == node), 0.0)
+    if on_node < n:
+        raise GPUUnavailable(f"train.learner_gpus is {n:g} but this node, where simtrain train runs (under ray job "
+                             f"submit: the head node), has {on_node:g} GPUs in Ray. Run the learner on a GPU node, "
+                             "or set train.learner_gpus: 0 to train on the CPU.")
+    lease = ray.remote(num_cpus=0, num_gpus=n)(_GPULease).options(
+        scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)).remote()
+    ids = ray.get(lease.gpu_ids.remote(), timeout=timeout_s)
+    os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(ids)
+    return lease, ids
+
+
 class WorkerPool:
     """Rollout actors driven by the learner (the one controller)."""
 
@@ -201,6 +253,7 @@ class WorkerPool:
         import ray
 
         init_ray(cfg.train.ray_address)
+        check_gpus(cfg.model_copy(update={"train": cfg.train.model_copy(update={"num_rollout_workers": num_workers})}))
         self.cfg_dict = cfg.model_dump(mode="json")
         self.reporter = reporter or Reporter()
         self.max_restarts = max_restarts  # per worker, per call (one rollout or push: one step)
