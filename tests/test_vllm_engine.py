@@ -24,6 +24,7 @@ from simtrain.vllm_generation import VLLMConfig, VLLMGenerator  # noqa: E402
 
 from engine_contract import check_mask_is_the_simulator_lines, fresh_logprob_gap  # noqa: E402
 from test_rollout import jobs  # noqa: E402
+from test_train import learner_policy  # noqa: E402
 
 ROOT = Path(__file__).parent.parent
 TOL = 1e-3  # vLLM's CPU kernels against a transformers forward pass, float32: seen up to ~5e-5
@@ -70,29 +71,34 @@ def test_vllm_fixed_seed_reproduces_dialogues(vsim):
     assert [d.to_dict() for d in a] != [d.to_dict() for d in c]
 
 
+def test_vllm_seeded_long_prompts_in_one_batch_reproduce(vsim):
+    """16 prompts of ~700 tokens exceed one engine step's default token budget: with seeded
+    requests on the CPU build this once crashed vLLM (a split prefill); they must run, and repeat."""
+    import torch
+
+    prompts = [[1] + [(i * 7 + j) % 5000 + 100 for j in range(700)] for i in range(16)]
+    sampling = SamplingConfig(temperature=0.8, max_new_tokens=6)
+    torch.manual_seed(0)
+    a = [g.token_ids for g in vsim.generate(prompts, sampling)]
+    torch.manual_seed(0)
+    b = [g.token_ids for g in vsim.generate(prompts, sampling)]
+    assert a == b and all(a)
+
+
 def test_vllm_workers_serve_each_pushed_version_and_recover_a_killed_worker(tmp_path):
     """Real Ray actors, each with its own vLLM engine: after a push the engine's log-probs change
     and match the learner's; a killed worker comes back with the current version; a push with
     wrong keys fails loudly."""
     import ray
-    import torch
-    from peft import get_peft_model
 
     from simtrain.rollout import make_jobs
-    from simtrain.workers import WorkerPool, init_ray, lora_config, sequence_logprobs, trainable_state
+    from simtrain.workers import WorkerPool, init_ray, sequence_logprobs, trainable_state
 
     cfg = load_config(ROOT / "configs" / "smoke.yaml", {
         "output_dir": str(tmp_path / "run"), "simulator.name": "smollm2", "rollout.engine": "vllm",
         "agent.kind": "bank", "train.lora_r": 8, "train.lora_alpha": 16})
-    lm = models.load(models.EMBEDDED, device="cpu")
-    learner = get_peft_model(lm.model, lora_config(cfg.train))
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for name, p in learner.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0, 0.05)
-    learner.eval()
-    ids = lm.tokenizer("I have been sleeping badly since the move, and work is piling up.")["input_ids"]
+    learner, tok = learner_policy(cfg, std=0.05)
+    ids = tok("I have been sleeping badly since the move, and work is piling up.")["input_ids"]
     want = sequence_logprobs(learner, ids)
 
     init_ray()
