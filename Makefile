@@ -6,7 +6,7 @@ export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export WANDB_MODE ?= offline
 
-.PHONY: demo test venv clean bench judge vllm-venv test-vllm
+.PHONY: demo test venv clean bench judge ship-judge vllm-venv test-vllm
 
 venv: $(STAMP)
 
@@ -44,10 +44,15 @@ $(VSTAMP): pyproject.toml
 test-vllm: vllm-venv
 	$(VPY) -m pytest -q tests/test_vllm_engine.py tests/test_vllm_server.py
 
-# The offline judge (MiniLM cross-encoder) is trained once from shipped weights and generated
-# data into ~/.cache/simtrain/judges (about 4.5 minutes on 2 CPU cores); a no-op after that.
+# The offline judge (MiniLM cross-encoder): its trained weights ship in rewards/data/judge/, so this
+# unpacks them into ~/.cache/simtrain/judges in seconds (it trains, 4.5-10 minutes on 2 CPU cores,
+# only where the recipe changed since they were made); a no-op after that.
 judge: $(STAMP)
 	$(VENV)/bin/simtrain judge-train
+
+# Retrain the default judge and rewrite the shipped weights (after changing its recipe or data).
+ship-judge: $(STAMP)
+	$(VENV)/bin/simtrain judge-train --ship
 
 demo: judge
 	rm -rf runs/demo

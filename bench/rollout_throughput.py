@@ -4,7 +4,8 @@ one run on the same model, personas and sampling budget.
 
 With vLLM importable (``make vllm-venv``; run it with ``.venv-vllm/bin/python``), the same run
 adds the ``vllm`` engine's row beside them: the same jobs and sampling through a vLLM engine
-(continuous batching, prefix caching), its own ceiling (one vLLM ``generate`` call, same prompts,
+(streaming: each dialogue's next line starts when its last one ends; prefix caching), the same
+engine in lockstep turns (``continuous=False``), its own ceiling (one vLLM ``generate`` call, same prompts,
 same tokens per sequence), and the engine again with a LoRA adapter loaded, which is what
 training serves from its first weight push on.
 
@@ -60,9 +61,9 @@ def main() -> None:
     personas = (load_personas("therapy") * 4)[: args.dialogues]
     jobs = [RolloutJob(get_task("therapy"), p, f"d{i}") for i, p in enumerate(personas)]
 
-    def run(batch_size: int, generator=gen):
+    def run(batch_size: int, generator=gen, continuous: bool = True):
         eng = RolloutEngine(generator, HFAgent(generator, sampling), sampling, seed=0, num_utterances=args.utterances,
-                            batch_size=batch_size)
+                            batch_size=batch_size, continuous=continuous)
         t0 = time.perf_counter()
         ds = eng.run(jobs)
         dt = time.perf_counter() - t0
@@ -135,7 +136,8 @@ def vllm_rows(args, lm, prompts, run, hf_batched: float) -> dict:
     vsim = VLLMGenerator(str(models.resolve(args.model)), lm.tokenizer, VLLMConfig(), max_lora_rank=16)
     start = time.perf_counter() - t0
     run(args.dialogues, vsim)  # warm-up
-    t_v, sim_v, all_v = run(args.dialogues, vsim)
+    t_v, sim_v, all_v = run(args.dialogues, vsim)  # streaming, the vllm default
+    t_ls, _, all_ls = run(args.dialogues, vsim, continuous=False)  # lockstep turns, as the hf engine
     per_seq = max(1, round(all_v / args.dialogues))
     params = SamplingParams(temperature=0.8, top_p=0.95, max_tokens=per_seq, min_tokens=per_seq, ignore_eos=True,
                             seed=0, detokenize=False)
@@ -158,6 +160,7 @@ def vllm_rows(args, lm, prompts, run, hf_batched: float) -> dict:
     t_l, _, all_l = run(args.dialogues, vsim)
     engine = all_v / t_v
     return {"vllm_tok_s": round(engine, 1), "vllm_sim_tok_s": round(sim_v / t_v, 1),
+            "vllm_lockstep_tok_s": round(all_ls / t_ls, 1),
             "vllm_call_tok_s": round(call, 1), "vllm_lora_tok_s": round(all_l / t_l, 1),
             "vllm_vs_hf_batched": round(engine / hf_batched, 2), "vllm_fraction_of_call": round(engine / call, 3),
             "vllm_s": round(t_v, 1), "vllm_call_s": round(t_call, 1), "vllm_lora_s": round(t_l, 1),

@@ -22,7 +22,7 @@ from typing import Protocol
 
 from simtrain.envs.personas import Persona
 from simtrain.envs.tasks import Task, fill_for
-from simtrain.generation import BatchContext, ChatFormat, Generator, SamplingConfig
+from simtrain.generation import BatchContext, ChatFormat, Generation, Generator, LineRequest, SamplingConfig
 from simtrain.openai_client import EndpointConfig, EndpointError, chat_completions
 
 
@@ -41,14 +41,39 @@ class Agent(Protocol):
 
     ``start(n)`` opens a batch of ``n`` dialogues; every ``respond`` call until the next
     ``start`` gets one view per dialogue of that batch, in the same order, and returns one line
-    each. An agent may keep state across a batch's calls (the local model keeps its KV cache)."""
+    each. An agent may keep state across a batch's calls (the local model keeps its KV cache).
+
+    The streaming engine (``vllm``: each dialogue moves on as soon as its line ends) asks for
+    one dialogue at a time instead: ``turn(i, view, stream)`` returns dialogue ``i``'s line, or
+    a :class:`~simtrain.generation.LineRequest` for ``stream`` (the engine's generator) to run
+    beside the simulator's lines, whose result then goes to ``take(i, view, line)``."""
 
     def start(self, n: int) -> None: ...
 
     def respond(self, views: list[AgentView]) -> list[str]: ...
 
+    def turn(self, i: int, view: AgentView, stream: Generator, seed: int) -> str | LineRequest: ...
 
-class QuestionBankAgent:
+    def take(self, i: int, view: AgentView, line: Generation) -> str: ...
+
+    def streams_on(self, generator: Generator) -> bool: ...
+
+
+class _Answers:
+    """``turn``/``take`` for an agent whose lines need no generator of the engine's: the line
+    is ``respond``'s for that one view (the agent keeps no per-dialogue state)."""
+
+    def turn(self, i: int, view: AgentView, stream: Generator, seed: int) -> str | LineRequest:
+        return self.respond([view])[0]
+
+    def take(self, i: int, view: AgentView, line: Generation) -> str:
+        raise TypeError(f"{type(self).__name__} never hands the engine a request")
+
+    def streams_on(self, generator: Generator) -> bool:
+        return True  # it needs no generator of the engine's
+
+
+class QuestionBankAgent(_Answers):
     """Asks ``task.questions`` in order (the k-th agent line is question k, wrapping round).
     Fills the persona's placeholders (e.g. ``{topic}``) like every other task template."""
 
@@ -82,25 +107,44 @@ class HFAgent:
         if len(views) != len(self._ids):
             raise ValueError(f"HFAgent: {len(views)} views for a batch of {len(self._ids)}; call start(n) first")
         for i, v in enumerate(views):
-            if self._ids[i] is None:
-                self._ids[i] = self.fmt.prompt_ids(v.messages)
-            elif len(v.messages) == self._seen[i] + 1:  # the other side's new line, as a user turn
-                self._ids[i] += self.fmt.next_turn_ids(v.messages[:-1], v.messages[-1])
-            else:
-                raise ValueError(f"HFAgent: view {i} has {len(v.messages)} messages, expected {self._seen[i] + 1} "
-                                 "(one new line since the agent spoke)")
+            self._extend_view(i, v)
         self._ctx.extend([ids[fed:] for ids, fed in zip(self._ids, self._fed)])
         gens = self.generator.generate_in_context(self._ctx, self.sampling, use_adapter=self.use_adapter)
         for i, (v, g) in enumerate(zip(views, gens)):
-            self._ids[i] += g.token_ids
-            if not g.stopped:  # close the turn the way the template would
-                self._ids[i].append(self.fmt.end_of_turn_id)
+            self.take(i, v, g)
             self._fed[i] = len(self._ids[i])
-            self._seen[i] = len(v.messages) + 1
         return [g.text for g in gens]
 
+    def turn(self, i: int, view: AgentView, stream: Generator, seed: int) -> str | LineRequest:
+        if not self.streams_on(stream):  # its own model: not something the engine's stream can run
+            raise ValueError("HFAgent on a model of its own cannot join the streaming engine; it runs in lockstep")
+        return LineRequest(("agent", i), list(self._extend_view(i, view)), self.sampling, seed,
+                           use_adapter=self.use_adapter)
 
-class OpenAIAgent:
+    def take(self, i: int, view: AgentView, line: Generation) -> str:
+        self._ids[i] += line.token_ids
+        if not line.stopped:  # close the turn the way the template would
+            self._ids[i].append(self.fmt.end_of_turn_id)
+        self._seen[i] = len(view.messages) + 1
+        return line.text
+
+    def streams_on(self, generator: Generator) -> bool:
+        """Whether ``turn`` can hand its lines to ``generator``'s stream (it shares the model)."""
+        return generator is self.generator
+
+    def _extend_view(self, i: int, v: AgentView) -> list[int]:
+        """Dialogue ``i``'s view as tokens, grown by the other side's new line."""
+        if self._ids[i] is None:
+            self._ids[i] = self.fmt.prompt_ids(v.messages)
+        elif len(v.messages) == self._seen[i] + 1:  # the other side's new line, as a user turn
+            self._ids[i] += self.fmt.next_turn_ids(v.messages[:-1], v.messages[-1])
+        else:
+            raise ValueError(f"HFAgent: view {i} has {len(v.messages)} messages, expected {self._seen[i] + 1} "
+                             "(one new line since the agent spoke)")
+        return self._ids[i]
+
+
+class OpenAIAgent(_Answers):
     def __init__(self, endpoint: EndpointConfig, sampling: SamplingConfig, seed: int | None = None):
         self.endpoint = endpoint
         self.sampling = sampling

@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from simtrain.rewards import fact_checks
 from simtrain import models
 from simtrain.openai_client import EndpointError, chat_completions
-from simtrain.rewards import train_judge
+from simtrain.rewards import judge_weights, train_judge
 from simtrain.rewards.sentences import sentences
 from simtrain.openai_client import EndpointConfig
 
@@ -306,7 +306,8 @@ class NLIJudge(Judge):
     """A sentence-transformers CrossEncoder trained for NLI (contradiction / entailment / neutral).
 
     ``model`` is a path or hub id, or ``minilm-contra``: simtrain's own offline judge, trained
-    from shipped weights and generated data by ``simtrain judge-train`` (and on first use).
+    from shipped weights and generated data by ``simtrain judge-train`` (its trained weights ship
+    too: ``rewards.judge_weights`` unpacks them on first use).
 
     With ``decompose`` (the default) a yes/no query's premise is split into sentences (and lines),
     each is compared with the line on its own, and P(contradiction) is the largest of them: a
@@ -332,7 +333,7 @@ class NLIJudge(Judge):
         self.model_name = model
         path = model
         if model == train_judge.NAME:
-            path = str(train_judge.ensure())
+            path = str(judge_weights.ensure())
             self.model_name = Path(path).name  # carries the recipe's version: a retrained judge never reuses cached verdicts
         elif (Path(path) / train_judge.MARKER).exists():  # a judge from `simtrain judge-train --out`
             version = json.loads((Path(path) / train_judge.MARKER).read_text()).get("version", "")

@@ -20,7 +20,7 @@ from simtrain.envs.personas import PersonaFormatError, load_personas
 from simtrain.evaluate import evaluate, fmt_score
 from simtrain.export import ExportError, export as run_export
 from simtrain.reporting import RichReporter
-from simtrain.rewards import train_judge
+from simtrain.rewards import judge_weights, train_judge
 from simtrain.rewards.scoring import Scorer, summarize
 from simtrain.rollout import build_engine, make_jobs
 from simtrain.train import train as run_train
@@ -234,22 +234,35 @@ def judge_train(
     seed: Optional[int] = typer.Option(None, help="Seed for the data generator and the trainer."),
     tune_part: bool = typer.Option(False, "--tune-part", help="Train on the check set's tuning part too (it then no longer validates the judge)."),
     force: bool = typer.Option(False, "--force", help="Retrain even if the folder already holds a trained judge."),
+    ship: bool = typer.Option(False, "--ship", help="Retrain the default judge and write its weights to the shipped files (rewards/data/judge/)."),
 ):
-    """Train the offline consistency judge (MiniLM cross-encoder) from shipped weights and generated data."""
+    """Train the offline consistency judge (MiniLM cross-encoder) from shipped weights and generated data.
+
+    Without options, the default judge is unpacked from the weights the repository ships, when
+    they are the current recipe's (seconds); --force trains it here instead.
+    """
     _quiet_libraries()
 
 
     changes = {k: v for k, v in (("examples", examples), ("epochs", epochs), ("seed", seed)) if v is not None}
     if tune_part:
         changes["tune_part"] = True
+    if ship and (changes or out):
+        _fail("--ship writes the default recipe's judge; it takes no --out, --examples, --epochs, --seed or --tune-part")
     cfg = replace(train_judge.JudgeTrainConfig(), **changes)
     target = out or train_judge.default_dir(cfg)
-    if (target / train_judge.MARKER).exists() and not force:
+    if (target / train_judge.MARKER).exists() and not (force or ship):
         typer.echo(f"already trained: {target} (use --force to retrain)")
         return
     try:
+        if not (force or ship or changes or out) and judge_weights.shipped_version() == cfg.version():
+            path = judge_weights.unpack(target)
+            typer.echo(f"judge unpacked from the shipped weights to {path} (--force trains it here instead)")
+            return
         path = train_judge.train(target, cfg)
-    except (RuntimeError, FileExistsError) as err:
+        if ship:
+            typer.echo(f"shipped weights written to {judge_weights.ship(path)}")
+    except (RuntimeError, FileExistsError, ValueError) as err:
         _fail(err)
     typer.echo(f"judge written to {path}")
     if out or changes:

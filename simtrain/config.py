@@ -48,7 +48,8 @@ class RolloutConfig(_Section):
     num_utterances: int = Field(8, ge=1, description="Utterances per dialogue, both speakers counted (the agent's opening too).")
     first_speaker: Literal["agent", "simulator"] = Field("agent", description="Who speaks first.")
     dialogues_per_persona: int = Field(1, ge=1, description="Dialogues per persona (the GRPO group size in training).")
-    batch_size: int = Field(16, ge=1, description="Dialogues run in lockstep per batch.")
+    batch_size: int = Field(16, ge=1, description="Dialogues run in lockstep per batch ('hf'); dialogues in flight at once when streaming ('vllm').")
+    continuous: bool = Field(True, description="'vllm' engine: stream the dialogues (each one's next line starts as soon as its last line ends, its agent's lines too where the agent is the bank, an endpoint or the shared base model); false: lockstep turns, as 'hf'.")
     reminder: str = Field("Reply in character, in 2 sentences or less.",
                           description="Reminder appended to each agent line in the simulator's view; '' disables.")
     end_of_turn: str | None = Field(None, description="Token that ends a chat message; default: the tokenizer's eos token.")

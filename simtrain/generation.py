@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -39,6 +39,20 @@ class Generation:
     logprobs: list[float]  # log-prob of each generated token under logits / temperature
     text: str  # decoded, special tokens removed, stripped
     stopped: bool  # False when the line hit max_new_tokens
+
+
+@dataclass
+class LineRequest:
+    """One line to generate, on its own: a streaming engine runs many at once and starts each
+    as soon as it is handed over (:class:`LineStream`). ``seed`` fixes its sampling whatever
+    else is running beside it."""
+
+    key: object  # the caller's name for it, handed back with the line
+    prompt: list[int]  # the whole token sequence so far
+    sampling: SamplingConfig
+    seed: int
+    use_adapter: bool = True
+    want_logprobs: bool = False
 
 
 class ChatFormat:
@@ -117,6 +131,16 @@ class Generator(Protocol):
 
     def generate_in_context(self, ctx: "BatchContext", sampling: SamplingConfig, use_adapter: bool = True,
                             want_logprobs: bool = False) -> list[Generation]: ...
+
+
+@runtime_checkable
+class LineStream(Protocol):
+    """A generator that can also run lines continuously (the ``vllm`` engine's): ``stream``
+    starts ``first``, hands each finished line to ``then(key, line)`` and starts the requests
+    that returns straight away, beside the ones still running, until none is left. The rollout
+    engine uses it so that a dialogue's next turn never waits for another dialogue's longer line."""
+
+    def stream(self, first: list[LineRequest], then) -> None: ...
 
 
 def stop_ids_of(tokenizer, generation_config=None, extra: list[int] | None = None) -> list[int]:

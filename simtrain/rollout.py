@@ -1,8 +1,10 @@
 """The batched multi-turn rollout engine.
 
-Dialogues run in lockstep: at each utterance, the simulator lines of every dialogue in the
-batch come from ONE batched ``generate`` call, then the agent lines from one call. For
-training, each dialogue records (in the simulator's chat template):
+With the ``hf`` engine dialogues run in lockstep: at each utterance, the simulator lines of
+every dialogue in the batch come from ONE batched ``generate`` call, then the agent lines from
+one call. With the ``vllm`` engine they stream (``continuous``): every line is its own request,
+and a line that ends starts its dialogue's next one at once, so no dialogue waits for another's
+longer line. For training, each dialogue records (in the simulator's chat template):
 
 * ``prompt_ids``: system prompt + everything before the simulator's first line;
 * ``completion_ids``: the whole multi-turn continuation after that prompt;
@@ -29,7 +31,8 @@ from simtrain.envs.personas import Persona
 from simtrain.envs.agents import AgentView
 from simtrain.envs.tasks import SHORT_REPLY, Task, opening_line
 from simtrain.dialogue import Dialogue, Turn
-from simtrain.generation import BatchContext, ChatFormat, Generator, HFGenerator, SamplingConfig
+from simtrain.generation import (BatchContext, ChatFormat, Generation, Generator, HFGenerator, LineRequest,
+                                 LineStream, SamplingConfig)
 from simtrain.vllm_generation import VLLMGenerator
 from simtrain.reporting import Reporter
 from simtrain.envs.personas import load_personas
@@ -95,13 +98,16 @@ class RolloutEngine:
         first_speaker: "agent" (default) or "simulator".
         reminder: short-reply reminder appended to each agent line in the simulator's view
             (as in the reference setup); "" turns it off.
-        batch_size: dialogues per lockstep batch.
+        batch_size: dialogues per lockstep batch; dialogues in flight at once when streaming.
+        continuous: stream where the generator can (``vllm``) and the agent can join it: each
+            dialogue's next line starts as soon as its last one ends, instead of every dialogue
+            of a batch waiting for the batch's longest line each turn.
     """
 
     def __init__(self, simulator: Generator, agent: Agent, sampling: SamplingConfig | None = None,
                  num_utterances: int = 8, first_speaker: str = "agent", reminder: str = SHORT_REPLY,
                  batch_size: int = 16, end_of_turn: str | None = None, reporter: Reporter | None = None,
-                 seed: int | None = 0):
+                 seed: int | None = 0, continuous: bool = True):
         if first_speaker not in ("agent", "simulator"):
             raise ValueError(f"first_speaker must be 'agent' or 'simulator', got {first_speaker!r}")
         if num_utterances < 1:
@@ -114,8 +120,14 @@ class RolloutEngine:
         self.first_speaker = first_speaker
         self.reminder = reminder
         self.batch_size = max(1, batch_size)
+        self.continuous = continuous
         self.fmt = ChatFormat(simulator.tok, end_of_turn)
         self.reporter = reporter or Reporter()
+
+    def streams(self) -> bool:
+        """Whether runs stream (each dialogue's next line starts as soon as its last one ends):
+        when asked for, and the simulator's generator and the agent both can."""
+        return self.continuous and isinstance(self.sim, LineStream) and self.agent.streams_on(self.sim)
 
     def run(self, jobs: Sequence[RolloutJob], record_tokens: bool = True) -> list[Dialogue]:
         """Run all jobs, ``batch_size`` at a time, and return one Dialogue per job, in order."""
@@ -123,11 +135,12 @@ class RolloutEngine:
 
         if self.seed is not None:
             torch.manual_seed(self.seed)
-        out: list[Dialogue] = []
-        batches = [jobs[i:i + self.batch_size] for i in range(0, len(jobs), self.batch_size)]
         with self.reporter.progress(len(jobs) * self.num_utterances, "rollout (utterances)") as advance:
-            for batch in batches:
-                out.extend(self._run_batch(list(batch), record_tokens, advance))
+            if self.streams():
+                return self._run_streaming(list(jobs), record_tokens, advance)
+            out: list[Dialogue] = []
+            for i in range(0, len(jobs), self.batch_size):
+                out.extend(self._run_batch(list(jobs[i:i + self.batch_size]), record_tokens, advance))
         return out
 
     def _speaker(self, index: int) -> str:
@@ -147,38 +160,100 @@ class RolloutEngine:
         return [self._finish(s, record_tokens) for s in states]
 
     def _simulator_step(self, states: list[_State], record_tokens: bool) -> None:
-        for s in states:
-            if s.prompt_ids is None:
-                s.prompt_ids = self.fmt.prompt_ids(simulator_messages(s.job.task, s.job.persona, s.turns, self.reminder))
-        self._sim_ctx.extend([(s.prompt_ids + s.completion)[s.sim_fed:] for s in states])
+        self._sim_ctx.extend([self._simulator_ids(s)[s.sim_fed:] for s in states])
         gens = self.sim.generate_in_context(self._sim_ctx, self.sampling, use_adapter=True, want_logprobs=record_tokens)
         for s, g in zip(states, gens):
-            s.completion += g.token_ids
+            self._add_simulator_line(s, g, record_tokens)
             s.sim_fed = len(s.prompt_ids) + len(s.completion)
-            s.mask += [1] * len(g.token_ids)
-            s.logprobs += g.logprobs if record_tokens else [0.0] * len(g.token_ids)
-            if not g.stopped:  # close the turn the way the template would; not the model's token
-                s.completion.append(self.fmt.end_of_turn_id)
-                s.mask.append(0)
-                s.logprobs.append(0.0)
-            s.turns.append(Turn("simulator", g.text))
 
     def _agent_step(self, states: list[_State], u: int, record_tokens: bool) -> None:
         opening = [opening_line(s.job.task, s.job.persona) if u == 0 else "" for s in states]
-        if all(opening):
-            texts = opening
-        else:
-            texts = self.agent.respond([AgentView(s.job.task, s.job.persona, sum(t.speaker == "agent" for t in s.turns),
-                                                  agent_messages(s.job.task, s.job.persona, s.turns)) for s in states])
+        texts = opening if all(opening) else self.agent.respond([self._agent_view(s) for s in states])
         for s, text in zip(states, texts):
-            if s.prompt_ids is not None:  # the simulator has spoken: extend its continuation
-                before = simulator_messages(s.job.task, s.job.persona, s.turns, self.reminder)
-                new = {"role": "user", "content": text + (f"\n\n({self.reminder})" if self.reminder else "")}
-                ids = self.fmt.next_turn_ids(before, new)
-                s.completion += ids
-                s.mask += [0] * len(ids)
-                s.logprobs += [0.0] * len(ids)
-            s.turns.append(Turn("agent", text))
+            self._add_agent_line(s, text)
+
+    def _run_streaming(self, jobs: list[RolloutJob], record_tokens: bool, advance) -> list[Dialogue]:
+        """All jobs through the simulator's stream, ``batch_size`` dialogues in flight: a line
+        that ends starts its dialogue's next one at once (the agent's, when the agent runs on
+        the same engine), and a dialogue that ends lets the next job in. Each line's seed comes
+        from its dialogue's seed and its place in the dialogue, so which line ends first does
+        not change what is sampled."""
+        import itertools
+
+        import torch
+
+        states = [_State(job) for job in jobs]
+        seeds = torch.randint(0, 2**31 - 1, (len(jobs),)).tolist()  # torch is seeded by run()
+        waiting = iter(range(len(states)))  # dialogues not started yet
+        self.agent.start(len(states))
+
+        def line_seed(i: int, u: int) -> int:
+            return (seeds[i] * 1_000_003 + u) % (2**31 - 1)
+
+        def play(i: int) -> list[LineRequest]:
+            """Play dialogue ``i`` up to its next generated line and return that request; a
+            finished dialogue starts the next waiting one instead."""
+            s = states[i]
+            while len(s.turns) < self.num_utterances:
+                u = len(s.turns)
+                if self._speaker(u) == "simulator":
+                    return [LineRequest(("simulator", i), self._simulator_ids(s), self.sampling, line_seed(i, u),
+                                        use_adapter=True, want_logprobs=record_tokens)]
+                if u == 0:
+                    line = opening_line(s.job.task, s.job.persona)
+                else:
+                    line = self.agent.turn(i, self._agent_view(s), self.sim, line_seed(i, u))
+                    if isinstance(line, LineRequest):
+                        return [line]
+                self._add_agent_line(s, line)
+                advance(1)
+            following = next(waiting, None)
+            return [] if following is None else play(following)
+
+        def then(key, line: Generation) -> list[LineRequest]:
+            speaker, i = key
+            s = states[i]
+            if speaker == "simulator":
+                self._add_simulator_line(s, line, record_tokens)
+            else:
+                self._add_agent_line(s, self.agent.take(i, self._agent_view(s), line))
+            advance(1)
+            return play(i)
+
+        self.sim.stream([r for i in itertools.islice(waiting, self.batch_size) for r in play(i)], then)
+        return [self._finish(s, record_tokens) for s in states]
+
+    # --- one dialogue's state, shared by the lockstep and the streaming runs ---------------
+
+    def _simulator_ids(self, s: _State) -> list[int]:
+        """The simulator's whole token sequence for ``s`` so far (its prompt made on first use)."""
+        if s.prompt_ids is None:
+            s.prompt_ids = self.fmt.prompt_ids(simulator_messages(s.job.task, s.job.persona, s.turns, self.reminder))
+        return s.prompt_ids + s.completion
+
+    def _add_simulator_line(self, s: _State, g: Generation, record_tokens: bool) -> None:
+        s.completion += g.token_ids
+        s.mask += [1] * len(g.token_ids)
+        s.logprobs += g.logprobs if record_tokens else [0.0] * len(g.token_ids)
+        if not g.stopped:  # close the turn the way the template would; not the model's token
+            s.completion.append(self.fmt.end_of_turn_id)
+            s.mask.append(0)
+            s.logprobs.append(0.0)
+        s.turns.append(Turn("simulator", g.text))
+
+    def _agent_view(self, s: _State) -> AgentView:
+        return AgentView(s.job.task, s.job.persona, sum(t.speaker == "agent" for t in s.turns),
+                         agent_messages(s.job.task, s.job.persona, s.turns))
+
+    def _add_agent_line(self, s: _State, text: str) -> None:
+        if s.prompt_ids is not None:  # the simulator has spoken: extend its continuation
+            before = simulator_messages(s.job.task, s.job.persona, s.turns, self.reminder)
+            new = {"role": "user", "content": text + (f"\n\n({self.reminder})" if self.reminder else "")}
+            ids = self.fmt.next_turn_ids(before, new)
+            s.completion += ids
+            s.mask += [0] * len(ids)
+            s.logprobs += [0.0] * len(ids)
+        s.turns.append(Turn("agent", text))
 
     def _finish(self, s: _State, record_tokens: bool) -> Dialogue:
         d = Dialogue(id=s.job.id, task=s.job.task.name, persona=s.job.persona, turns=s.turns,
@@ -239,4 +314,4 @@ def build_engine(cfg, simulator=None, reporter: Reporter | None = None,
     r = cfg.rollout
     return RolloutEngine(sim_gen, agent, r.sampling, seed=r.seed, num_utterances=r.num_utterances,
                          first_speaker=r.first_speaker, reminder=r.reminder, batch_size=r.batch_size,
-                         end_of_turn=r.end_of_turn, reporter=reporter)
+                         end_of_turn=r.end_of_turn, reporter=reporter, continuous=r.continuous)

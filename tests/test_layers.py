@@ -78,3 +78,6 @@ def test_the_built_wheel_installs_only_the_simtrain_package(tmp_path):
     assert "simtrain/rewards/role.py" in names and "simtrain/envs/personas.py" in names
     assert any(n.startswith("simtrain/envs/data/") and n.endswith(".jsonl") for n in names)  # personas ship
     assert any(n.startswith("simtrain/rewards/data/") and n.endswith(".jsonl") for n in names)  # judge data ships
+    # the default judge's trained weights ship, so an installed simtrain never trains it first
+    assert {"simtrain/rewards/data/judge/minilm-contra.safetensors",
+            "simtrain/rewards/data/judge/minilm-contra.json"} <= set(names)

@@ -54,6 +54,35 @@ def test_vllm_mask_decodes_to_exactly_the_simulator_lines(vsim):
     assert len(sim_at) == 2 and short.completion_ids[sim_at[-1] + 1] == eot and short.env_mask[sim_at[-1] + 1] == 0
 
 
+def test_vllm_streams_more_dialogues_than_it_holds_and_lockstep_stays_available(vsim):
+    """Streaming (the default for vllm): 5 jobs with 2 in flight, each let in as one ends, come
+    back in job order, whole, and the same under the same seed; so do they with the question
+    bank as agent (it streams too). ``continuous=False`` runs the lockstep turns instead."""
+    from simtrain.envs.agents import QuestionBankAgent
+    from simtrain.envs.tasks import fill_for
+    from simtrain.rollout import RolloutJob
+
+    five = [RolloutJob(j.task, j.persona, f"{j.id}-{r}") for r in range(2) for j in jobs(3)][:5]
+    streaming = vengine(vsim, num_utterances=5, batch_size=2)
+    assert streaming.streams()
+    a, b = streaming.run(five), streaming.run(five)
+    assert [d.id for d in a] == [j.id for j in five]
+    assert [d.to_dict() for d in a] == [d.to_dict() for d in b]
+    for d in a:
+        assert [t.speaker for t in d.turns] == ["agent", "simulator"] * 2 + ["agent"]
+        check_mask_is_the_simulator_lines(d, vsim.tok, 2)
+    bank = RolloutEngine(vsim, QuestionBankAgent(), SamplingConfig(temperature=1.0, max_new_tokens=12), seed=7,
+                         num_utterances=4, batch_size=2)
+    assert bank.streams()
+    for d, job in zip(bank.run(five[:3]), five[:3]):
+        assert d.turns[2].text == fill_for(job.task.questions[0], job.persona)  # the bank's first question
+        check_mask_is_the_simulator_lines(d, vsim.tok, 2)
+    lockstep = vengine(vsim, num_utterances=5, batch_size=2, continuous=False)
+    assert not lockstep.streams()
+    for d in lockstep.run(five):
+        check_mask_is_the_simulator_lines(d, vsim.tok, 2)
+
+
 def test_vllm_logprobs_match_a_fresh_forward_pass(vsim, smol):
     temp = 0.9
     ds = vengine(vsim, num_utterances=4, sampling=SamplingConfig(temperature=temp, top_p=1.0, max_new_tokens=16),
