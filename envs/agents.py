@@ -111,8 +111,10 @@ class HFAgent:
         self._ctx.extend([ids[fed:] for ids, fed in zip(self._ids, self._fed)])
         gens = self.generator.generate_in_context(self._ctx, self.sampling, use_adapter=self.use_adapter)
         for i, (v, g) in enumerate(zip(views, gens)):
+            # the cache holds the generated tokens, not an end-of-turn added after a cut line:
+            # that one is fed with the next turn
+            self._fed[i] = len(self._ids[i]) + len(g.token_ids)
             self.take(i, v, g)
-            self._fed[i] = len(self._ids[i])
         return [g.text for g in gens]
 
     def turn(self, i: int, view: AgentView, stream: Generator, seed: int) -> str | LineRequest:

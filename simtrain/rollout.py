@@ -163,8 +163,10 @@ class RolloutEngine:
         self._sim_ctx.extend([self._simulator_ids(s)[s.sim_fed:] for s in states])
         gens = self.sim.generate_in_context(self._sim_ctx, self.sampling, use_adapter=True, want_logprobs=record_tokens)
         for s, g in zip(states, gens):
+            # the context holds the generated tokens, not an end-of-turn added after a cut line:
+            # that one is fed with the next turn
+            s.sim_fed = len(s.prompt_ids) + len(s.completion) + len(g.token_ids)
             self._add_simulator_line(s, g, record_tokens)
-            s.sim_fed = len(s.prompt_ids) + len(s.completion)
 
     def _agent_step(self, states: list[_State], u: int, record_tokens: bool) -> None:
         opening = [opening_line(s.job.task, s.job.persona) if u == 0 else "" for s in states]

@@ -173,3 +173,21 @@ def test_question_bank_agent_asks_the_tasks_questions_in_order(tiny):
         assert agent[1:] == [q.replace("{topic}", persona.facts.get("topic", "{topic}")) for q in task.questions[:3]]
         assert len(d.simulator_lines()) == 3 and sum(d.env_mask) > 0
     assert "{topic}" not in " ".join(t.text for t in education.turns)
+
+
+def test_after_a_cut_line_both_views_feed_its_end_of_turn_with_the_next_turn(tiny):
+    """A line cut at max_new_tokens is closed with an end-of-turn the model did not generate;
+    it must reach the KV context with the next turn. Each speaker's context is then exactly a
+    prefix of its view's tokens (once it was skipped, and every later token sat one place off)."""
+    gen = HFGenerator(tiny.model, tiny.tokenizer)
+    agent = HFAgent(gen, SamplingConfig(temperature=1.0, max_new_tokens=2))
+    eng = RolloutEngine(gen, agent, SamplingConfig(temperature=1.0, max_new_tokens=2), seed=1, num_utterances=6)
+    ds = eng.run(jobs(2))
+    assert all(not t.text or len(t.text) < 40 for d in ds for t in d.turns[1:])  # 2-token lines: cut
+    eot = tiny.tokenizer.convert_tokens_to_ids(tiny.tokenizer.eos_token)
+    for i, d in enumerate(ds):
+        sim_fed = [t for t, m in zip(eng._sim_ctx.rows[i], eng._sim_ctx.mask[i]) if m]
+        assert sim_fed == (d.prompt_ids + d.completion_ids)[:len(sim_fed)]
+        assert sim_fed.count(eot) >= 4  # system, the closed simulator lines and the agent turns
+        agent_fed = [t for t, m in zip(agent._ctx.rows[i], agent._ctx.mask[i]) if m]
+        assert agent_fed == agent._ids[i][:len(agent_fed)]
