@@ -255,11 +255,13 @@ def judge_train(
         typer.echo(f"already trained: {target} (use --force to retrain)")
         return
     try:
-        if not (force or ship or changes or out) and judge_weights.shipped_version() == cfg.version():
-            path = judge_weights.unpack(target)
-            typer.echo(f"judge unpacked from the shipped weights to {path} (--force trains it here instead)")
-            return
-        path = train_judge.train(target, cfg)
+        if not (force or ship or changes or out):  # the default judge, as its first use gets it
+            path = judge_weights.ensure()
+            if "unpacked_from" in json.loads((path / train_judge.MARKER).read_text()):
+                typer.echo(f"judge unpacked from the shipped weights to {path} (--force trains it here instead)")
+                return
+        else:
+            path = train_judge.train(target, cfg)
         if ship:
             typer.echo(f"shipped weights written to {judge_weights.ship(path)}")
     except (RuntimeError, FileExistsError, ValueError) as err:

@@ -115,14 +115,25 @@ class VLLMGenerator:
 
         self.lora = LoRARequest(f"policy-v{version}", version + 1, str(path)) if path else None
 
-    def _sampling_params(self, sampling: SamplingConfig, seed: int, want_logprobs: bool, max_tokens: int):
+    def _sampling_params(self, prompt: list[int], sampling: SamplingConfig, seed: int, want_logprobs: bool):
+        """vLLM's parameters for one line after ``prompt``, cut to fit the context."""
         from vllm import SamplingParams
 
+        if len(prompt) + 1 > self.max_model_len:
+            raise ValueError(f"a dialogue reached {len(prompt)} tokens, over rollout.vllm.max_model_len "
+                             f"({self.max_model_len}); raise it or lower rollout.num_utterances")
         greedy = sampling.temperature <= 0
         return SamplingParams(
             temperature=0.0 if greedy else sampling.temperature, top_p=1.0 if greedy else sampling.top_p,
-            top_k=sampling.top_k or -1, max_tokens=max_tokens, seed=seed, stop_token_ids=self.stop_ids,
-            logprobs=0 if want_logprobs else None, detokenize=False)
+            top_k=sampling.top_k or -1, max_tokens=min(sampling.max_new_tokens, self.max_model_len - len(prompt)),
+            seed=seed, stop_token_ids=self.stop_ids, logprobs=0 if want_logprobs else None, detokenize=False)
+
+    def _line(self, out, want_logprobs: bool) -> Generation:
+        """The line a finished vLLM request generated."""
+        o = out.outputs[0]
+        ids = list(o.token_ids)
+        logps = [lp[t].logprob for lp, t in zip(o.logprobs, ids)] if want_logprobs else None
+        return line_from(self.tok, ids, self.stop_ids, logps)
 
     def generate_in_context(self, ctx: BatchContext, sampling: SamplingConfig, use_adapter: bool = True,
                             want_logprobs: bool = False) -> list[Generation]:
@@ -131,23 +142,14 @@ class VLLMGenerator:
         import torch
 
         prompts = [[t for t, m in zip(row, mask) if m] for row, mask in zip(ctx.rows, ctx.mask)]
-        too_long = [len(p) for p in prompts if len(p) + 1 > self.max_model_len]
-        if too_long:
-            raise ValueError(f"a dialogue reached {max(too_long)} tokens, over rollout.vllm.max_model_len "
-                             f"({self.max_model_len}); raise it or lower rollout.num_utterances")
         # One seed per request, from torch's RNG: the engine seeds torch before each run.
         seeds = torch.randint(0, 2**31 - 1, (len(prompts),)).tolist()
-        params = [self._sampling_params(sampling, s, want_logprobs,
-                                        min(sampling.max_new_tokens, self.max_model_len - len(p)))
-                  for s, p in zip(seeds, prompts)]
+        params = [self._sampling_params(p, sampling, s, want_logprobs) for s, p in zip(seeds, prompts)]
         outs = self.llm.generate([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=False,
                                  lora_request=self.lora if use_adapter else None)
         results = []
         for i, out in enumerate(outs):
-            o = out.outputs[0]
-            ids = list(o.token_ids)
-            logps = [lp[t].logprob for lp, t in zip(o.logprobs, ids)] if want_logprobs else None
-            g = line_from(self.tok, ids, self.stop_ids, logps)
+            g = self._line(out, want_logprobs)
             ctx.rows[i] += g.token_ids
             ctx.mask[i] += [1] * len(g.token_ids)
             results.append(g)
@@ -164,29 +166,22 @@ class VLLMGenerator:
 
         def add(requests: list[LineRequest]) -> None:
             for r in requests:
-                if len(r.prompt) + 1 > self.max_model_len:
-                    raise ValueError(f"a dialogue reached {len(r.prompt)} tokens, over rollout.vllm.max_model_len "
-                                     f"({self.max_model_len}); raise it or lower rollout.num_utterances")
-                params = self._sampling_params(r.sampling, r.seed, r.want_logprobs,
-                                               min(r.sampling.max_new_tokens, self.max_model_len - len(r.prompt)))
+                params = self._sampling_params(r.prompt, r.sampling, r.seed, r.want_logprobs)
                 params.output_kind = RequestOutputKind.FINAL_ONLY  # one output per request, when it ends
                 rid = f"line-{next(self._request_ids)}"
                 keys[rid] = r
                 engine.add_request(rid, {"prompt_token_ids": r.prompt}, params,
                                    lora_request=self.lora if r.use_adapter else None)
 
-        add(first)
         try:
+            add(first)
             while keys:
                 for out in engine.step():
                     if not out.finished:
                         continue
                     r = keys.pop(out.request_id)
-                    o = out.outputs[0]
-                    ids = list(o.token_ids)
-                    logps = [lp[t].logprob for lp, t in zip(o.logprobs, ids)] if r.want_logprobs else None
-                    add(then(r.key, line_from(self.tok, ids, self.stop_ids, logps)))
-        finally:  # an error in `then` must not leave requests running in the engine
+                    add(then(r.key, self._line(out, r.want_logprobs)))
+        finally:  # an error (in `then`, or a request too long) must not leave requests running in the engine
             if keys:
                 engine.abort_request(list(keys))
 

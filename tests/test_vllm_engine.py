@@ -173,3 +173,20 @@ def test_simtrain_train_end_to_end_on_the_vllm_engine(tmp_path):
     # the engine's log-probs are the learner's, within the kernels' tolerance, before and after the push
     assert all(r["rollout/logprob_gap_max"] < 5e-3 for r in rows), [r["rollout/logprob_gap_max"] for r in rows]
     assert (result.final_dir / "adapter_model.safetensors").exists()
+
+
+def test_vllm_a_dialogue_over_the_context_is_refused_and_leaves_nothing_running(vsim):
+    """Both ways into the engine refuse a sequence with no room for a line, with the setting to
+    change; a refused stream aborts what it had already started."""
+    from simtrain.generation import LineRequest
+
+    long = [1] * vsim.max_model_len
+    with pytest.raises(ValueError, match="rollout.vllm.max_model_len"):
+        vsim.generate([long], SamplingConfig(max_new_tokens=4))
+    requests = [LineRequest("fits", [1, 2, 3], SamplingConfig(max_new_tokens=4), seed=1),
+                LineRequest("too long", long, SamplingConfig(max_new_tokens=4), seed=1)]
+    with pytest.raises(ValueError, match="rollout.vllm.max_model_len"):
+        vsim.stream(requests, lambda key, line: [])
+    assert not vsim.llm.llm_engine.has_unfinished_requests()
+    [g] = vsim.generate([[1, 2, 3]], SamplingConfig(max_new_tokens=4))  # the engine still serves
+    assert g.token_ids
