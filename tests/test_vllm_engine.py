@@ -54,6 +54,24 @@ def test_vllm_mask_decodes_to_exactly_the_simulator_lines(vsim):
     assert len(sim_at) == 2 and short.completion_ids[sim_at[-1] + 1] == eot and short.env_mask[sim_at[-1] + 1] == 0
 
 
+def test_vllm_next_line_reuses_all_but_the_last_block_of_the_history(vsim):
+    """Prefix caching reuses whole KV blocks only, so the block size bounds how much of a
+    dialogue each new line prefills again. After a 200-token prompt and its 16-token line, the
+    next line's prompt (both, an end-of-turn and the other speaker's 20 tokens) must find all
+    but the last, partly filled block cached: 192 tokens at the CPU default of 32. The CPU
+    build's own block size, 128, caches 128 and fails this."""
+    from vllm import SamplingParams
+
+    ids = vsim.tok("I keep going over what my sister said at dinner, " * 40, add_special_tokens=False)["input_ids"]
+    first = ids[:200]
+    once = SamplingParams(max_tokens=16, min_tokens=16, ignore_eos=True, seed=3, detokenize=False)
+    line = list(vsim.llm.generate([{"prompt_token_ids": first}], once, use_tqdm=False)[0].outputs[0].token_ids)
+    assert vsim.llm.llm_engine.vllm_config.cache_config.block_size == 32
+    history = first + line + [vsim.tok.convert_tokens_to_ids(vsim.tok.eos_token)] + ids[200:220]
+    again = vsim.llm.generate([{"prompt_token_ids": history}], SamplingParams(max_tokens=1), use_tqdm=False)[0]
+    assert again.num_cached_tokens >= len(first + line) - 32, (again.num_cached_tokens, len(first + line))
+
+
 def test_vllm_streams_more_dialogues_than_it_holds_and_lockstep_stays_available(vsim):
     """Streaming (the default for vllm): 5 jobs with 2 in flight, each let in as one ends, come
     back in job order, whole, and the same under the same seed; so do they with the question
