@@ -5,7 +5,8 @@ panel per metric) into the output folder. With two simulators, the report gives 
 inconsistency reduction per metric and task: (inc_A - inc_B) / inc_A, inc = 1 - score, and
 over all tasks a 95% paired bootstrap interval (dialogues paired by id: same persona, same
 dialogue index, same seed). With ``check.enabled`` a second judge scores the same dialogues and
-its reduction stands beside the first (the Goodhart check).
+its reduction stands beside the first (the Goodhart check). ``rollout.engine`` picks the engine
+that plays the simulators (:func:`simulator_engines`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 # inside the functions that use them: `import simtrain` and the CLI stay fast (0.1 s), and a run
 # never loads what it does not use. The project's own modules are imported here, at the top.
 
+import gc
 import json
 from pathlib import Path
 from typing import Sequence
@@ -77,10 +79,10 @@ def evaluate(cfg, simulators: Sequence[str], out_dir: str | Path, reporter: Repo
     scorer = second = None
     report: dict = {"simulators": list(simulators), "tasks": list(cfg.data.tasks), "results": {}}
     per: dict[str, dict] = {}  # label -> judge ("reward" / "second") -> metric -> {dialogue id: value}
-    for label in simulators:
-        lm = models.load_simulator(label, dtype=cfg.simulator.dtype, trust_remote_code=cfg.simulator.trust_remote_code)
+    for label, engine in simulator_engines(cfg, simulators, reporter):
         reporter.log(f"[{label}] rolling out {len(jobs)} eval dialogues")
-        dialogues = build_engine(cfg, simulator=lm, reporter=reporter).run(jobs, record_tokens=False)
+        dialogues = engine.run(jobs, record_tokens=False)
+        report.setdefault("generators", {})[label] = type(engine.sim).__name__  # which engine played it
         if scorer is None:
             scorer = Scorer.from_config(cfg, default_cache=str(out / "judge_cache.jsonl"), reporter=reporter)
         reporter.log(f"[{label}] scoring")
@@ -102,7 +104,6 @@ def evaluate(cfg, simulators: Sequence[str], out_dir: str | Path, reporter: Repo
             sub = [dialogues[i] for i in idx]
             per_task[task] = summarize(sub, {k: [v[i] for i in idx] for k, v in values.items()})
         report["results"][label] = {"all": summarize(dialogues, values), "tasks": per_task}
-        del lm
     if len(simulators) == 2:
         a, b = (report["results"][s] for s in simulators)
         report["reduction"] = {
@@ -119,6 +120,36 @@ def evaluate(cfg, simulators: Sequence[str], out_dir: str | Path, reporter: Repo
     (out / "report.md").write_text(markdown(report))
     plot_drift(report, out / "drift.png")
     return report
+
+
+def simulator_engines(cfg, labels: Sequence[str], reporter: Reporter):
+    """Each label's rollout engine, one label at a time.
+
+    ``rollout.engine: hf``: the label's model, loaded with its adapter. ``vllm``: one engine per
+    base model, kept across the labels that share it (starting one takes seconds to minutes)
+    and switched to each label's adapter, or to no adapter for the base itself."""
+    if cfg.rollout.engine != "vllm":
+        for label in labels:
+            lm = models.load_simulator(label, dtype=cfg.simulator.dtype,
+                                       trust_remote_code=cfg.simulator.trust_remote_code)
+            yield label, build_engine(cfg, simulator=lm, reporter=reporter)
+            del lm  # before the next label's model loads
+        return
+    parts = {label: models.simulator_parts(label) for label in labels}
+    ranks = [json.loads((a / "adapter_config.json").read_text())["r"] for _, a in parts.values() if a]
+    base = engine = None
+    for version, label in enumerate(labels):
+        name, adapter = parts[label]
+        if name != base:
+            # One engine at a time: each one takes rollout.vllm.gpu_memory_utilization of the GPU.
+            engine = None
+            gc.collect()
+            sim = cfg.simulator.model_copy(update={"name": name, "adapter": None})
+            engine = build_engine(cfg.model_copy(update={"simulator": sim}), reporter=reporter,
+                                  max_lora_rank=max(ranks, default=None))
+            base = name
+        engine.sim.set_adapter(str(adapter) if adapter else None, version)  # a new LoRA id per label
+        yield label, engine
 
 
 def _slug(label: str) -> str:

@@ -211,15 +211,21 @@ def find_adapter(path: str | Path) -> Path | None:
     return Path(last) if last and (Path(last) / "adapter_config.json").exists() else None
 
 
-def load_simulator(name_or_dir: str, **kwargs) -> LoadedModel:
-    """Load a simulator by model name, model directory, or run / checkpoint / adapter
-    directory (the adapter's ``adapter_config.json`` names its base model)."""
+def simulator_parts(name_or_dir: str) -> tuple[str, Path | None]:
+    """A simulator label (model name, model directory, or run / checkpoint / adapter directory)
+    as its base model and its adapter folder (None for a whole model); the adapter's
+    ``adapter_config.json`` names its base model."""
     adapter = find_adapter(name_or_dir) if not (Path(name_or_dir) / "config.json").exists() else None
-    if adapter is not None:
-        name_or_dir = str(adapter)
-        base = json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"]
-        # (compare paths only: checking must not trigger the one-off conversion)
-        if Path(base).exists() and Path(base).resolve() == _embedded_cache_path().resolve():
-            base = EMBEDDED  # an adapter saved with the local cache path of the embedded model
-        return load_with_adapter(base, name_or_dir, **kwargs)
-    return load(name_or_dir, **kwargs)
+    if adapter is None:
+        return name_or_dir, None
+    base = json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"]
+    # (compare paths only: checking must not trigger the one-off conversion)
+    if Path(base).exists() and Path(base).resolve() == _embedded_cache_path().resolve():
+        base = EMBEDDED  # an adapter saved with the local cache path of the embedded model
+    return base, adapter
+
+
+def load_simulator(name_or_dir: str, **kwargs) -> LoadedModel:
+    """Load a simulator label (see :func:`simulator_parts`) with its adapter, if any."""
+    base, adapter = simulator_parts(name_or_dir)
+    return load_with_adapter(base, str(adapter) if adapter else None, **kwargs)

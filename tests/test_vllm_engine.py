@@ -193,6 +193,31 @@ def test_simtrain_train_end_to_end_on_the_vllm_engine(tmp_path):
     assert (result.final_dir / "adapter_model.safetensors").exists()
 
 
+def test_simtrain_eval_on_the_vllm_engine_serves_each_label(tmp_path):
+    """``simtrain eval`` with ``rollout.engine: vllm``: one engine serves the base model and a
+    trained adapter (its base read from the adapter), each under its own label; the adapter's
+    dialogues are not the base's, and they are the same when it is evaluated on its own."""
+    from simtrain.dialogue import read_dialogues
+    from simtrain.evaluate import evaluate
+
+    cfg = load_config(ROOT / "configs" / "smoke.yaml", {
+        "simulator.name": "smollm2", "rollout.engine": "vllm", "agent.kind": "bank", "train.wandb": False})
+    model, _ = learner_policy(cfg, std=0.05)
+    model.save_pretrained(tmp_path / "adapter")
+    label = str(tmp_path / "adapter")
+    report = evaluate(cfg, ["smollm2", label], tmp_path / "both")
+    assert set(report["results"]) == {"smollm2", label} and "paired" in report
+    assert report["generators"] == {"smollm2": "VLLMGenerator", label: "VLLMGenerator"}
+    base, trained = (read_dialogues(f) for f in sorted((tmp_path / "both").glob("dialogues_*.jsonl"),
+                                                      key=lambda f: "smollm2" not in f.name))
+    assert [d.id for d in base] == [d.id for d in trained] and len(base) == 2
+    sim_lines = lambda ds: [t.text for d in ds for t in d.turns if t.speaker == "simulator"]  # noqa: E731
+    assert sim_lines(base) != sim_lines(trained)  # the adapter was served
+    evaluate(cfg, [label], tmp_path / "alone")
+    (alone,) = (read_dialogues(f) for f in (tmp_path / "alone").glob("dialogues_*.jsonl"))
+    assert sim_lines(alone) == sim_lines(trained)
+
+
 def test_vllm_a_dialogue_over_the_context_is_refused_and_leaves_nothing_running(vsim):
     """Both ways into the engine refuse a sequence with no room for a line, with the setting to
     change; a refused stream aborts what it had already started."""
