@@ -158,12 +158,16 @@ def vllm_rows(args, lm, prompts, run, hf_batched: float) -> dict:
                                 seed=0, detokenize=False)
         vsim.llm.reset_prefix_cache()
         t0 = time.perf_counter()
-        vsim.llm.generate([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=False)
+        outs = vsim.llm.generate([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=False)
         t_call = time.perf_counter() - t0
+        call_prefill = sum(len(o.prompt_token_ids) - (o.num_cached_tokens or 0) for o in outs)
         pairs.append((all_v / t_v, per_seq * args.dialogues / t_call, sim_v / t_v))
     fractions = sorted(e / c for e, c, _ in pairs)
     engine, call, sim_rate = sorted(pairs, key=lambda x: x[0] / x[1])[len(pairs) // 2]  # the median pair
     cache_hit = vsim.cached_tokens / max(1, vsim.prompt_tokens)  # of the streaming runs' prompt tokens
+    # What each side computes (a 2-core CPU is compute-bound: a prefilled token costs about what a
+    # generated one does): the streaming runs' prompt tokens not found cached, per run.
+    stream_prefill = (vsim.prompt_tokens - vsim.cached_tokens) / args.repeats
     t_ls, _, all_ls = cold(args.dialogues, vsim, continuous=False)  # lockstep turns, as the hf engine
 
     # A trained policy: LoRA r=16 on all linear layers, lora_B off zero (so it is not the identity).
@@ -183,6 +187,8 @@ def vllm_rows(args, lm, prompts, run, hf_batched: float) -> dict:
             "vllm_call_tok_s": round(call, 1), "vllm_lora_tok_s": round(all_l / t_l, 1),
             "vllm_vs_hf_batched": round(engine / hf_batched, 2), "vllm_fraction_of_call": round(engine / call, 3),
             "vllm_fraction_of_call_each": [round(f, 3) for f in fractions], "vllm_prefix_cache_hit": round(cache_hit, 3),
+            "vllm_prefill_tokens": round(stream_prefill), "vllm_generated_tokens": all_v,
+            "vllm_call_prefill_tokens": call_prefill, "vllm_call_generated_tokens": per_seq * args.dialogues,
             "vllm_start_s": round(start, 1)}
 
 

@@ -56,7 +56,7 @@ class VLLMConfig(BaseModel):
     block_size: int | None = Field(
         None, ge=1, description="KV-cache block size in tokens. Prefix caching reuses whole blocks only, so smaller "
         "blocks re-read less of each line's history; empty: 32 on vLLM's CPU build (its own default, 128, re-reads "
-        "up to 127 tokens per line: 0.73 of one call's tokens/s against 0.85 at 32), vLLM's default on GPUs.")
+        "up to 127 tokens per line: 0.68 of one call's tokens/s against 0.74 at 32), vLLM's default on GPUs.")
 
 
 class VLLMNotInstalled(ImportError):
