@@ -17,7 +17,7 @@ The ceiling starts from the same simulator prompts and generates, in one call, a
 per sequence as the engine generated per dialogue; it pays no second view (the agent's prompt),
 no re-reading of the other speaker's lines, and no waiting on the longest line of each turn.
 
-    python bench/rollout_throughput.py [--dialogues 16] [--utterances 6] [--max-new-tokens 32] [--repeats 3] [--vllm auto|on|off]
+    python bench/rollout_throughput.py [--dialogues 16] [--utterances 6] [--max-new-tokens 32] [--repeats 3] [--compiled] [--vllm auto|on|off]
 """
 
 from __future__ import annotations
@@ -43,6 +43,8 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=3,
                     help="interleaved (vllm streaming, one vLLM call) pairs; the median pair is reported")
+    ap.add_argument("--compiled", action="store_true",
+                    help="vllm rows with torch.compile (rollout.vllm.enforce_eager: false; starts in ~140 s)")
     ap.add_argument("--vllm", choices=["auto", "on", "off"], default="auto",
                     help="add the vllm engine's rows (auto: when vLLM is importable)")
     args = ap.parse_args()
@@ -137,7 +139,8 @@ def vllm_rows(args, lm, prompts, run, hf_batched: float) -> dict:
     from simtrain.vllm_generation import VLLMConfig, VLLMGenerator
 
     t0 = time.perf_counter()
-    vsim = VLLMGenerator(str(models.resolve(args.model)), lm.tokenizer, VLLMConfig(), max_lora_rank=16)
+    vsim = VLLMGenerator(str(models.resolve(args.model)), lm.tokenizer, VLLMConfig(enforce_eager=not args.compiled),
+                         max_lora_rank=16)
     start = time.perf_counter() - t0
     run(args.dialogues, vsim)  # warm-up
     # Every timed run starts from an empty prefix cache: otherwise it would find the earlier
@@ -189,7 +192,7 @@ def vllm_rows(args, lm, prompts, run, hf_batched: float) -> dict:
             "vllm_fraction_of_call_each": [round(f, 3) for f in fractions], "vllm_prefix_cache_hit": round(cache_hit, 3),
             "vllm_prefill_tokens": round(stream_prefill), "vllm_generated_tokens": all_v,
             "vllm_call_prefill_tokens": call_prefill, "vllm_call_generated_tokens": per_seq * args.dialogues,
-            "vllm_start_s": round(start, 1)}
+            "vllm_start_s": round(start, 1), "vllm_compiled": args.compiled}
 
 
 if __name__ == "__main__":

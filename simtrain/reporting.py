@@ -36,10 +36,12 @@ class RichReporter(Reporter):
     def progress(self, total: int, desc: str) -> Iterator[Callable[[int], None]]:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        with Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
                       TimeElapsedColumn(), console=self.console, transient=False) as bar:
             task = bar.add_task(desc, total=total)
             yield lambda n=1: bar.advance(task, n)
 
     def log(self, message: str) -> None:
-        self.console.print(message)
+        # Plain text: messages carry labels, paths and model output, and rich would read
+        # "[/tmp/run] ..." as a closing markup tag and raise.
+        self.console.print(message, markup=False, highlight=False)

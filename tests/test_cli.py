@@ -72,3 +72,16 @@ def test_reduction_from_a_clean_base_reads_as_words_not_minus_infinity():
     assert reduction(1.0, 0.9) == WORSE_FROM_ZERO
     assert fmt_score(reduction(1.0, 0.9), "+.1%") == "worse (base had no flagged line)"
     assert reduction(None, 0.9) is None
+
+
+def test_terminal_messages_are_plain_text(capsys):
+    """A simulator label that is an absolute path once crashed `simtrain eval` on the terminal:
+    rich read "[/tmp/run] rolling out" as a closing markup tag."""
+    from simtrain.reporting import RichReporter
+
+    reporter = RichReporter()
+    reporter.log("[/tmp/run/final] rolling out 8 eval dialogues [bold]")
+    with reporter.progress(2, "[/tmp/run] scoring") as step:
+        step(2)
+    err = capsys.readouterr().err
+    assert "[/tmp/run/final] rolling out 8 eval dialogues [bold]" in err and "[/tmp/run] scoring" in err

@@ -196,16 +196,30 @@ def test_simtrain_train_end_to_end_on_the_vllm_engine(tmp_path):
 def test_simtrain_eval_on_the_vllm_engine_serves_each_label(tmp_path):
     """``simtrain eval`` with ``rollout.engine: vllm``: one engine serves the base model and a
     trained adapter (its base read from the adapter), each under its own label; the adapter's
-    dialogues are not the base's, and they are the same when it is evaluated on its own."""
-    from simtrain.dialogue import read_dialogues
-    from simtrain.evaluate import evaluate
+    dialogues are not the base's, and they are the same when it is evaluated on its own. Run as
+    the command, in its own process: a vLLM engine torn down in this process would take the
+    process-wide parallel state that the module's engine still uses with it."""
+    import json
+    import subprocess
+    import sys
 
-    cfg = load_config(ROOT / "configs" / "smoke.yaml", {
-        "simulator.name": "smollm2", "rollout.engine": "vllm", "agent.kind": "bank", "train.wandb": False})
+    from simtrain.dialogue import read_dialogues
+
+    cfg = load_config(ROOT / "configs" / "smoke.yaml", {"simulator.name": "smollm2"})
     model, _ = learner_policy(cfg, std=0.05)
     model.save_pretrained(tmp_path / "adapter")
     label = str(tmp_path / "adapter")
-    report = evaluate(cfg, ["smollm2", label], tmp_path / "both")
+
+    def simtrain_eval(out, *labels):
+        compare = ["--compare", labels[1]] if len(labels) > 1 else []
+        r = subprocess.run([sys.executable, "-m", "simtrain.cli", "eval", "-c", str(ROOT / "configs" / "smoke.yaml"),
+                            "--model", labels[0], *compare, "--out", str(out), "--set", "simulator.name=smollm2",
+                            "--set", "rollout.engine=vllm", "--set", "agent.kind=bank"],
+                           capture_output=True, text=True, timeout=600, cwd=ROOT)
+        assert r.returncode == 0, r.stderr[-3000:]
+        return json.loads((out / "report.json").read_text())
+
+    report = simtrain_eval(tmp_path / "both", "smollm2", label)
     assert set(report["results"]) == {"smollm2", label} and "paired" in report
     assert report["generators"] == {"smollm2": "VLLMGenerator", label: "VLLMGenerator"}
     base, trained = (read_dialogues(f) for f in sorted((tmp_path / "both").glob("dialogues_*.jsonl"),
@@ -213,7 +227,7 @@ def test_simtrain_eval_on_the_vllm_engine_serves_each_label(tmp_path):
     assert [d.id for d in base] == [d.id for d in trained] and len(base) == 2
     sim_lines = lambda ds: [t.text for d in ds for t in d.turns if t.speaker == "simulator"]  # noqa: E731
     assert sim_lines(base) != sim_lines(trained)  # the adapter was served
-    evaluate(cfg, [label], tmp_path / "alone")
+    simtrain_eval(tmp_path / "alone", label)
     (alone,) = (read_dialogues(f) for f in (tmp_path / "alone").glob("dialogues_*.jsonl"))
     assert sim_lines(alone) == sim_lines(trained)
 
