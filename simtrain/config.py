@@ -43,7 +43,7 @@ class AgentConfig(_Section):
 
 
 class RolloutConfig(_Section):
-    engine: Literal["hf", "vllm"] = Field("hf", description="'hf': transformers generate with a KV cache per batch (tests, tiny models); 'vllm': a vLLM engine in each Ray rollout worker (continuous batching, prefix caching; needs train.lora and num_rollout_workers >= 1).")
+    engine: Literal["hf", "vllm"] = Field("hf", description="'hf': transformers generate with a KV cache per batch (tests, tiny models); 'vllm': a vLLM engine in each Ray rollout worker (continuous batching, prefix caching; needs num_rollout_workers >= 1).")
     vllm: VLLMConfig = Field(default_factory=VLLMConfig, description="The vLLM engine (engine 'vllm').")
     num_utterances: int = Field(8, ge=1, description="Utterances per dialogue, both speakers counted (the agent's opening too).")
     first_speaker: Literal["agent", "simulator"] = Field("agent", description="Who speaks first.")
@@ -139,11 +139,18 @@ class RunConfig(_Section):
                              f"personas_per_step x num_generations = {batch}")
         if self.rollout.engine == "vllm":
             # The vLLM engine lives in the Ray workers and receives each policy version as a
-            # LoRA adapter (one engine then serves the policy and the base-weight agent).
+            # LoRA adapter (one engine then serves the policy and the base-weight agent), or as
+            # weights loaded in place (then it serves the policy only).
             if self.train.num_rollout_workers < 1:
                 raise ValueError("rollout.engine 'vllm' runs in Ray rollout workers: set train.num_rollout_workers >= 1")
-            if not self.train.lora:
-                raise ValueError("rollout.engine 'vllm' receives each policy version as a LoRA adapter: set train.lora: true")
+            merged = self.rollout.vllm.weight_sync == "merged"
+            if not self.train.lora and not merged:
+                raise ValueError("rollout.vllm.weight_sync 'lora' sends each policy version as a LoRA adapter: set "
+                                 "train.lora: true, or weight_sync: merged to load the full weights in place")
+            if merged and self.agent.kind == "hf" and self.agent.model in (None, self.simulator.name):
+                raise ValueError("rollout.vllm.weight_sync 'merged' replaces the base weights that the task agent "
+                                 "would share with the simulator: set agent.kind to bank or openai, agent.model to "
+                                 "another model, or weight_sync: lora")
             if self.rollout.vllm.tensor_parallel_size > max(1.0, self.train.worker_gpus):
                 raise ValueError(f"rollout.vllm.tensor_parallel_size {self.rollout.vllm.tensor_parallel_size} spans more "
                                  f"GPUs than each rollout worker reserves (train.worker_gpus {self.train.worker_gpus:g})")

@@ -107,6 +107,22 @@ def resolve(name: str) -> str:
     return name
 
 
+def checkpoint_files(name: str) -> list[str]:
+    """The safetensors files a model's weights are stored in: in its directory, or in the
+    Hugging Face cache for a hub id (fetched there once, as vLLM and transformers would)."""
+    import glob
+
+    path = resolve(name)
+    if not os.path.isdir(path):
+        from huggingface_hub import snapshot_download
+
+        path = snapshot_download(path, allow_patterns=["*.safetensors", "*.json"])
+    files = sorted(glob.glob(os.path.join(path, "*.safetensors")))
+    if not files:
+        raise FileNotFoundError(f"no *.safetensors weights in {path} (model {name!r})")
+    return files
+
+
 def load_tokenizer(name: str = EMBEDDED, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 

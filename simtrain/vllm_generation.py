@@ -18,7 +18,8 @@ What stays the same as the ``hf`` engine, so the trainer cannot tell them apart:
   which the engine seeds before each run;
 * the policy is a LoRA adapter (``set_adapter`` per policy version); ``use_adapter=False``
   serves the base weights, so one engine plays both the simulator and a task agent that shares
-  its base model, as the ``hf`` engine does.
+  its base model, as the ``hf`` engine does. Or (``weight_sync: merged``) the policy's weights
+  replace the base's in place (``load_weights``): no LoRA kernels, but no base left to serve.
 
 The engine runs in the calling process (``VLLM_ENABLE_V1_MULTIPROCESSING=0`` unless set): no
 spawned engine process, so no ``if __name__ == "__main__":`` guard is needed, it works inside a
@@ -33,7 +34,9 @@ from __future__ import annotations
 # imported only when this engine is built.
 
 import itertools
+import logging
 import os
+from typing import Iterable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -57,6 +60,13 @@ class VLLMConfig(BaseModel):
         None, ge=1, description="KV-cache block size in tokens. Prefix caching reuses whole blocks only, so smaller "
         "blocks re-read less of each line's history; empty: 32 on vLLM's CPU build (its own default, 128, re-reads "
         "up to 127 tokens per line: 0.68 of one call's tokens/s against 0.74 at 32), vLLM's default on GPUs.")
+    weight_sync: Literal["lora", "merged"] = Field(
+        "lora", description="How each policy version reaches the engine. 'lora': as a LoRA adapter (the base "
+        "weights stay served, so a task agent can share them). 'merged': the adapter merged into the base "
+        "weights, or the full weights with train.lora false, loaded in place; no LoRA kernels at generation "
+        "(on 2 CPU cores LoRA serving runs at about a third of the base's tokens/s), but the engine then serves "
+        "the policy only, so the task agent must not be the simulator's model (agent.kind bank or openai, or "
+        "another agent.model).")
 
 
 class VLLMNotInstalled(ImportError):
@@ -129,6 +139,18 @@ class VLLMGenerator:
         from vllm.lora.request import LoRARequest
 
         self.lora = LoRARequest(f"policy-v{version}", version + 1, str(path)) if path else None
+
+    def load_weights(self, weights: Iterable[tuple[str, "torch.Tensor"]]) -> None:
+        """Serve ``weights`` from now on: ``(name, tensor)`` pairs named as in the model's
+        checkpoint (``model.layers.0.self_attn.q_proj.weight``), loaded in place by vLLM's own
+        reload, which re-applies its kernel-format processing. The prefix cache is emptied, since
+        its blocks were computed with the old weights."""
+        # A tied lm_head has no weights of its own, so every reload warns that it "failed to
+        # load"; it shares the embedding's, which are loaded.
+        logging.getLogger("vllm.model_executor.model_loader.reload.layerwise").setLevel(logging.ERROR)
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": list(weights)})
+        if not self.llm.reset_prefix_cache():
+            raise RuntimeError("vLLM kept its prefix cache after a weight load (requests still running?)")
 
     def _sampling_params(self, prompt: list[int], sampling: SamplingConfig, seed: int, want_logprobs: bool):
         """vLLM's parameters for one line after ``prompt``, cut to fit the context."""

@@ -111,6 +111,80 @@ class VLLMPolicy:
         return self.sim.sequence_logprobs(ids)
 
 
+class VLLMMergedPolicy:
+    """The ``vllm`` engine's policy with ``rollout.vllm.weight_sync: merged``: each push is
+    merged into the base weights here (W + scale * B @ A for every adapted linear layer; with
+    ``train.lora: false`` the pushed state is the full weights already) and loaded into the
+    engine in place. The engine runs no LoRA kernels, and serves no base weights any more."""
+
+    def __init__(self, cfg):
+        from accelerate import init_empty_weights
+        from transformers import AutoConfig, AutoModelForCausalLM
+
+        self.engine = build_engine(cfg)
+        self.sim = self.engine.sim
+        self.files = models.checkpoint_files(cfg.simulator.name)
+        self.lora = None  # the peft config of the adapter being merged; None: full weights
+        if cfg.train.lora:
+            from peft import get_peft_model_state_dict
+
+            template = adapter_template(cfg)
+            self.lora = template.peft_config["default"]
+            self._keys = set(get_peft_model_state_dict(template))
+            unmergeable = {"use_dora": self.lora.use_dora, "rank_pattern": self.lora.rank_pattern,
+                           "alpha_pattern": self.lora.alpha_pattern, "modules_to_save": self.lora.modules_to_save}
+            if any(unmergeable.values()):
+                raise ValueError(f"weight_sync 'merged' merges plain LoRA only; this adapter sets "
+                                 f"{[k for k, v in unmergeable.items() if v]} (use weight_sync 'lora')")
+        else:
+            config = AutoConfig.from_pretrained(models.resolve(cfg.simulator.name),
+                                                trust_remote_code=cfg.simulator.trust_remote_code)
+            with init_empty_weights():
+                meta = AutoModelForCausalLM.from_config(config, trust_remote_code=cfg.simulator.trust_remote_code)
+            self._keys = set(meta.state_dict())
+        if cfg.simulator.adapter:  # a run started from an adapter rolls out with it from step 0
+            from safetensors.torch import load_file
+
+            self.load(load_file(os.path.join(cfg.simulator.adapter, "adapter_model.safetensors")), 0)
+
+    def keys(self) -> set[str]:
+        return self._keys
+
+    def load(self, state: dict, version: int) -> None:
+        self.sim.load_weights(merged_weights(self.files, state, self.lora) if self.lora else state.items())
+
+    def sequence_logprobs(self, ids: list[int]) -> list[float]:
+        return self.sim.sequence_logprobs(ids)
+
+
+def merged_weights(files: list[str], state: dict, lora) -> list:
+    """The base checkpoint's tensors with a LoRA adapter's update merged in, named as in the
+    checkpoint. ``state`` holds peft's keys (``base_model.model.<module>.lora_A.weight``);
+    the base is read from ``files`` (memory-mapped safetensors) at each push, so no second copy
+    of the model stays in memory between pushes."""
+    import math
+
+    from safetensors import safe_open
+
+    scale = lora.lora_alpha / (math.sqrt(lora.r) if lora.use_rslora else lora.r)
+    pairs: dict[str, list] = {}  # checkpoint weight name -> [A, B]
+    for key, tensor in state.items():
+        module, _, which = key.removeprefix("base_model.model.").rpartition(".lora_")
+        pairs.setdefault(f"{module}.weight", [None, None])["AB".index(which[0])] = tensor
+    out = []
+    for path in files:
+        with safe_open(path, "pt") as f:
+            for name in f.keys():
+                w = f.get_tensor(name)
+                if name in pairs:
+                    a, b = pairs.pop(name)
+                    w = (w.float() + scale * (b.float() @ a.float())).to(w.dtype)
+                out.append((name, w))
+    if pairs:  # an adapter key whose base weight is not in the checkpoint: nothing to merge it into
+        raise ValueError(f"{len(pairs)} adapted weights are not in the base checkpoint: {sorted(pairs)[:3]}")
+    return out
+
+
 def adapter_template(cfg):
     """The policy's peft model built on the meta device: its adapter keys and resolved config
     (``all-linear`` becomes module names) at no memory cost, for a worker whose engine is vLLM."""
@@ -131,7 +205,9 @@ class RolloutWorker:
 
     def __init__(self, cfg_dict: dict, worker_id: int, num_threads: int):
         cfg = RunConfig.model_validate(cfg_dict)
-        if cfg.rollout.engine == "vllm":
+        if cfg.rollout.engine == "vllm" and cfg.rollout.vllm.weight_sync == "merged":
+            self.policy = VLLMMergedPolicy(cfg)
+        elif cfg.rollout.engine == "vllm":
             self.workdir = tempfile.mkdtemp(prefix=f"simtrain-worker{worker_id}-")
             self.policy = VLLMPolicy(cfg, self.workdir)
         else:

@@ -73,3 +73,16 @@ def test_a_learner_given_gpus_that_torch_cannot_see_fails_instead_of_training_on
 def test_micro_batches_must_divide_the_step_batch():
     with pytest.raises(ConfigError, match=r"micro_batch_size \(3\) must divide .* = 4"):
         load_config(None, {"train.num_generations": 4, "train.micro_batch_size": 3})
+
+
+def test_the_vllm_weight_sync_is_refused_where_it_cannot_serve_the_run():
+    vllm = {"simulator.name": "smollm2", "rollout.engine": "vllm"}
+    # merged weights leave no base weights for a task agent that shares the simulator's model
+    with pytest.raises(ConfigError, match="replaces the base weights"):
+        load_config(None, {**vllm, "rollout.vllm.weight_sync": "merged"})
+    # full weights cannot travel as a LoRA adapter
+    with pytest.raises(ConfigError, match="set train.lora: true, or weight_sync: merged"):
+        load_config(None, {**vllm, "train.lora": False, "agent.kind": "bank"})
+    for sync, lora in (("merged", True), ("merged", False), ("lora", True)):
+        load_config(None, {**vllm, "rollout.vllm.weight_sync": sync, "train.lora": lora, "agent.kind": "bank"})
+    load_config(None, {**vllm, "rollout.vllm.weight_sync": "merged", "agent.model": "tiny-random"})

@@ -176,6 +176,44 @@ def test_vllm_workers_serve_each_pushed_version_and_recover_a_killed_worker(tmp_
         ray.shutdown()
 
 
+@pytest.mark.parametrize("lora", [True, False], ids=["lora-merged", "full-weights"])
+def test_vllm_merged_weight_push_serves_the_learners_weights(tmp_path, lora):
+    """weight_sync 'merged': a LoRA adapter merged into the base weights, or a full-weight
+    learner's state, is loaded into the worker's engine in place; the engine's log-probs then
+    match the learner's, and its dialogues carry the pushed version."""
+    import ray
+
+    from simtrain.rollout import make_jobs
+    from simtrain.workers import WorkerPool, init_ray, sequence_logprobs, trainable_state
+
+    cfg = load_config(ROOT / "configs" / "smoke.yaml", {
+        "output_dir": str(tmp_path / "run"), "simulator.name": "smollm2", "rollout.engine": "vllm",
+        "rollout.vllm.weight_sync": "merged", "agent.kind": "bank", "train.lora": lora,
+        "train.lora_r": 8, "train.lora_alpha": 16})
+    learner, tok = learner_policy(cfg, std=0.05)
+    if not lora:  # a full-weight learner: the same changed weights, as plain parameters
+        learner = learner.merge_and_unload()
+    ids = tok("I have been sleeping badly since the move, and work is piling up.")["input_ids"]
+    want = sequence_logprobs(learner, ids)
+
+    init_ray()
+    pool = WorkerPool(cfg, 1, timeout_s=600)
+    try:
+        before = ray.get(pool.workers[0].sequence_logprobs.remote(ids), timeout=300)
+        assert max(abs(a - b) for a, b in zip(before, want)) > 1e-2  # the push has something to change
+        pool.push(trainable_state(learner), 2)
+        after = ray.get(pool.workers[0].sequence_logprobs.remote(ids), timeout=300)
+        assert max(abs(a - b) for a, b in zip(after, want)) < TOL
+        ds = pool.rollout(make_jobs(cfg), seed=0)
+        assert {d.meta["policy_version"] for d in ds} == {2} and all(sum(d.env_mask) > 0 for d in ds)
+        state = trainable_state(learner)
+        with pytest.raises(Exception, match="missing keys"):
+            pool.push({k: v for k, v in list(state.items())[1:]}, 3)
+    finally:
+        pool.shutdown()
+        ray.shutdown()
+
+
 def test_simtrain_train_end_to_end_on_the_vllm_engine(tmp_path):
     import json
 
