@@ -7,7 +7,9 @@ adds the ``vllm`` engine's row beside them: the same jobs and sampling through a
 (streaming: each dialogue's next line starts when its last one ends; prefix caching), the same
 engine in lockstep turns (``continuous=False``), its own ceiling (one vLLM ``generate`` call, same prompts,
 same tokens per sequence), and the engine again with a LoRA adapter loaded, which is what
-training serves from its first weight push on. Each timed vLLM run starts from an empty prefix
+training serves from its first weight push on (``weight_sync: lora``), and with that adapter
+merged into the weights instead (``weight_sync: merged``; ``vllm_merged_push_s`` is the merge and
+the in-place load). Each timed vLLM run starts from an empty prefix
 cache; the streaming run and the call are timed ``--repeats`` times in turn and the median pair
 is reported (``vllm_fraction_of_call_each`` lists all of them).
 
@@ -128,15 +130,16 @@ def vllm_importable() -> bool:
 
 def vllm_rows(args, lm, prompts, run, hf_batched: float) -> dict:
     """The vllm engine on the same jobs (``run`` with a VLLMGenerator), its one-call ceiling,
-    and the engine with a LoRA adapter loaded."""
+    and the engine with a LoRA adapter loaded, then with it merged into the weights."""
     import tempfile
 
     import torch
-    from peft import LoraConfig, get_peft_model
+    from peft import LoraConfig, get_peft_model, get_peft_model_state_dict
     from vllm import SamplingParams
 
     from simtrain import models
     from simtrain.vllm_generation import VLLMConfig, VLLMGenerator
+    from simtrain.workers import merged_weights
 
     t0 = time.perf_counter()
     vsim = VLLMGenerator(str(models.resolve(args.model)), lm.tokenizer, VLLMConfig(enforce_eager=not args.compiled),
@@ -185,9 +188,21 @@ def vllm_rows(args, lm, prompts, run, hf_batched: float) -> dict:
     vsim.set_adapter(folder, 1)
     run(args.dialogues, vsim)  # warm-up (loads the adapter)
     t_l, _, all_l = cold(args.dialogues, vsim)
+
+    # The same adapter merged into the weights and loaded in place (weight_sync: merged), so
+    # no LoRA kernels run. The agent shares this engine, so it plays the merged weights too;
+    # its lines cost what the base's do. (The engine keeps LoRA enabled, as in the base rows.)
+    t0 = time.perf_counter()
+    vsim.load_weights(merged_weights(models.checkpoint_files(args.model), get_peft_model_state_dict(peft_model),
+                                     peft_model.peft_config["default"]))
+    push = time.perf_counter() - t0
+    vsim.set_adapter(None, 0)
+    run(args.dialogues, vsim)  # warm-up
+    t_m, _, all_m = cold(args.dialogues, vsim)
     return {"vllm_tok_s": round(engine, 1), "vllm_sim_tok_s": round(sim_rate, 1),
             "vllm_lockstep_tok_s": round(all_ls / t_ls, 1),
             "vllm_call_tok_s": round(call, 1), "vllm_lora_tok_s": round(all_l / t_l, 1),
+            "vllm_merged_tok_s": round(all_m / t_m, 1), "vllm_merged_push_s": round(push, 2),
             "vllm_vs_hf_batched": round(engine / hf_batched, 2), "vllm_fraction_of_call": round(engine / call, 3),
             "vllm_fraction_of_call_each": [round(f, 3) for f in fractions], "vllm_prefix_cache_hit": round(cache_hit, 3),
             "vllm_prefill_tokens": round(stream_prefill), "vllm_generated_tokens": all_v,
