@@ -132,6 +132,24 @@ def test_vllm_seeded_long_prompts_in_one_batch_reproduce(vsim):
     assert a == b and all(a)
 
 
+def push_and_check(pool, cfg, learner, ids, want, version):
+    """Push the learner's weights to the pool's one worker: its engine's log-probs change to the
+    learner's, and the dialogues it then plays carry the pushed version."""
+    import ray
+
+    from simtrain.rollout import make_jobs
+    from simtrain.workers import trainable_state
+
+    before = ray.get(pool.workers[0].sequence_logprobs.remote(ids), timeout=300)
+    assert max(abs(a - b) for a, b in zip(before, want)) > 1e-2  # the push has something to change
+    pool.push(trainable_state(learner), version)
+    after = ray.get(pool.workers[0].sequence_logprobs.remote(ids), timeout=300)
+    assert max(abs(a - b) for a, b in zip(after, want)) < TOL
+    ds = pool.rollout(make_jobs(cfg), seed=0)
+    assert {d.meta["policy_version"] for d in ds} == {version} and all(sum(d.env_mask) > 0 for d in ds)
+    return ds
+
+
 def test_vllm_workers_serve_each_pushed_version_and_recover_a_killed_worker(tmp_path):
     """Real Ray actors, each with its own vLLM engine: after a push the engine's log-probs change
     and match the learner's; a killed worker comes back with the current version; a push with
@@ -152,13 +170,7 @@ def test_vllm_workers_serve_each_pushed_version_and_recover_a_killed_worker(tmp_
     pool = WorkerPool(cfg, 1, timeout_s=600)
     try:
         assert pool.info()[0]["engine"] == "VLLMGenerator"
-        before = ray.get(pool.workers[0].sequence_logprobs.remote(ids), timeout=300)
-        assert max(abs(a - b) for a, b in zip(before, want)) > 1e-2  # the push has something to change
-        pool.push(trainable_state(learner), 3)
-        after = ray.get(pool.workers[0].sequence_logprobs.remote(ids), timeout=300)
-        assert max(abs(a - b) for a, b in zip(after, want)) < TOL
-        ds = pool.rollout(make_jobs(cfg), seed=0)
-        assert {d.meta["policy_version"] for d in ds} == {3} and all(sum(d.env_mask) > 0 for d in ds)
+        ds = push_and_check(pool, cfg, learner, ids, want, 3)
 
         ray.kill(ray.get_actor(pool.actor_name(0)))
         again = pool.rollout(make_jobs(cfg), seed=0)
@@ -183,7 +195,6 @@ def test_vllm_merged_weight_push_serves_the_learners_weights(tmp_path, lora):
     match the learner's, and its dialogues carry the pushed version."""
     import ray
 
-    from simtrain.rollout import make_jobs
     from simtrain.workers import WorkerPool, init_ray, sequence_logprobs, trainable_state
 
     cfg = load_config(ROOT / "configs" / "smoke.yaml", {
@@ -199,13 +210,7 @@ def test_vllm_merged_weight_push_serves_the_learners_weights(tmp_path, lora):
     init_ray()
     pool = WorkerPool(cfg, 1, timeout_s=600)
     try:
-        before = ray.get(pool.workers[0].sequence_logprobs.remote(ids), timeout=300)
-        assert max(abs(a - b) for a, b in zip(before, want)) > 1e-2  # the push has something to change
-        pool.push(trainable_state(learner), 2)
-        after = ray.get(pool.workers[0].sequence_logprobs.remote(ids), timeout=300)
-        assert max(abs(a - b) for a, b in zip(after, want)) < TOL
-        ds = pool.rollout(make_jobs(cfg), seed=0)
-        assert {d.meta["policy_version"] for d in ds} == {2} and all(sum(d.env_mask) > 0 for d in ds)
+        push_and_check(pool, cfg, learner, ids, want, 2)
         state = trainable_state(learner)
         with pytest.raises(Exception, match="missing keys"):
             pool.push({k: v for k, v in list(state.items())[1:]}, 3)
