@@ -118,11 +118,6 @@ class VLLMMergedPolicy:
     engine in place. The engine runs no LoRA kernels, and serves no base weights any more."""
 
     def __init__(self, cfg):
-        from accelerate import init_empty_weights
-        from transformers import AutoConfig, AutoModelForCausalLM
-
-        self.engine = build_engine(cfg)
-        self.sim = self.engine.sim
         self.files = models.checkpoint_files(cfg.simulator.name)
         self.lora = None  # the peft config of the adapter being merged; None: full weights
         if cfg.train.lora:
@@ -137,11 +132,11 @@ class VLLMMergedPolicy:
                 raise ValueError(f"weight_sync 'merged' merges plain LoRA only; this adapter sets "
                                  f"{[k for k, v in unmergeable.items() if v]} (use weight_sync 'lora')")
         else:
-            config = AutoConfig.from_pretrained(models.resolve(cfg.simulator.name),
-                                                trust_remote_code=cfg.simulator.trust_remote_code)
-            with init_empty_weights():
-                meta = AutoModelForCausalLM.from_config(config, trust_remote_code=cfg.simulator.trust_remote_code)
-            self._keys = set(meta.state_dict())
+            self._keys = set(meta_model(cfg).state_dict())
+        # Started after the checks above, which refuse a run in a moment instead of after the
+        # engine's start-up.
+        self.engine = build_engine(cfg)
+        self.sim = self.engine.sim
         if cfg.simulator.adapter:  # a run started from an adapter rolls out with it from step 0
             from safetensors.torch import load_file
 
@@ -185,19 +180,27 @@ def merged_weights(files: list[str], state: dict, lora) -> list:
     return out
 
 
-def adapter_template(cfg):
-    """The policy's peft model built on the meta device: its adapter keys and resolved config
-    (``all-linear`` becomes module names) at no memory cost, for a worker whose engine is vLLM."""
+def meta_model(cfg):
+    """The simulator's model built on the meta device: its layout and parameter names at no
+    memory cost, for a worker whose engine (vLLM) holds the real weights."""
     from accelerate import init_empty_weights
-    from peft import LoraConfig, get_peft_model
     from transformers import AutoConfig, AutoModelForCausalLM
 
     config = AutoConfig.from_pretrained(models.resolve(cfg.simulator.name),
                                         trust_remote_code=cfg.simulator.trust_remote_code)
     with init_empty_weights():
-        base = AutoModelForCausalLM.from_config(config, trust_remote_code=cfg.simulator.trust_remote_code)
+        return AutoModelForCausalLM.from_config(config, trust_remote_code=cfg.simulator.trust_remote_code)
+
+
+def adapter_template(cfg):
+    """The policy's peft model on the meta device (:func:`meta_model`): its adapter keys and
+    resolved config (``all-linear`` becomes module names) at no memory cost."""
+    from accelerate import init_empty_weights
+    from peft import LoraConfig, get_peft_model
+
+    with init_empty_weights():
         lora = LoraConfig.from_pretrained(cfg.simulator.adapter) if cfg.simulator.adapter else lora_config(cfg.train)
-        return get_peft_model(base, lora)
+        return get_peft_model(meta_model(cfg), lora)
 
 
 class RolloutWorker:
