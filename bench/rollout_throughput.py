@@ -3,15 +3,16 @@ against the ceiling (one batched ``generate`` call of the same total size), side
 one run on the same model, personas and sampling budget.
 
 With vLLM importable (``make vllm-venv``; run it with ``.venv-vllm/bin/python``), the same run
-adds the ``vllm`` engine's row beside them: the same jobs and sampling through a vLLM engine
-(streaming: each dialogue's next line starts when its last one ends; prefix caching), the same
-engine in lockstep turns (``continuous=False``), its own ceiling (one vLLM ``generate`` call, same prompts,
-same tokens per sequence), and the engine again with a LoRA adapter loaded, which is what
-training serves from its first weight push on (``weight_sync: lora``), and with that adapter
-merged into the weights instead (``weight_sync: merged``; ``vllm_merged_push_s`` is the merge and
-the in-place load). Each timed vLLM run starts from an empty prefix
-cache; the streaming run and the call are timed ``--repeats`` times in turn and the median pair
-is reported (``vllm_fraction_of_call_each`` lists all of them).
+adds the ``vllm`` engine's rows beside them, on the same jobs and sampling. First an engine
+without LoRA support, as ``weight_sync: merged`` runs it: streaming (each dialogue's next line
+starts when its last one ends; prefix caching), the same engine in lockstep turns
+(``continuous=False``), its own ceiling (one vLLM ``generate`` call, same prompts, same tokens
+per sequence), and a LoRA adapter merged into its weights (``vllm_merged_push_s`` is the merge
+and the in-place load). Then an engine with LoRA support, as ``weight_sync: lora`` runs it: on
+the base weights (what it serves a task agent that shares them, and the policy before the first
+push), and with the adapter loaded. Each timed vLLM run starts from an empty prefix cache; the
+streaming run and the call are timed ``--repeats`` times in turn and the median pair is
+reported (``vllm_fraction_of_call_each`` lists all of them).
 
 Prints one JSON line. Token counts include both speakers' generated tokens (the agent is the
 same model, so its tokens cost the same); ``batched_sim_tok_s`` counts the simulator's alone.
@@ -129,8 +130,9 @@ def vllm_importable() -> bool:
 
 
 def vllm_rows(args, lm, prompts, run, hf_batched: float) -> dict:
-    """The vllm engine on the same jobs (``run`` with a VLLMGenerator), its one-call ceiling,
-    and the engine with a LoRA adapter loaded, then with it merged into the weights."""
+    """The vllm engine on the same jobs (``run`` with a VLLMGenerator), its one-call ceiling and
+    a LoRA adapter merged into its weights; then an engine with LoRA support, on the base
+    weights and serving the adapter."""
     import tempfile
 
     import torch
@@ -141,24 +143,27 @@ def vllm_rows(args, lm, prompts, run, hf_batched: float) -> dict:
     from simtrain.vllm_generation import VLLMConfig, VLLMGenerator
     from simtrain.workers import merged_weights
 
+    # No LoRA support in this engine: with it, every step runs vLLM's LoRA kernels (on the
+    # logits too) even with no adapter loaded, about 8% of the base rows' tokens/s on this CPU.
+    # The hf rows run the bare model; so does this engine, as weight_sync: merged serves it.
     t0 = time.perf_counter()
-    vsim = VLLMGenerator(str(models.resolve(args.model)), lm.tokenizer, VLLMConfig(enforce_eager=not args.compiled),
-                         max_lora_rank=16)
+    vsim = VLLMGenerator(str(models.resolve(args.model)), lm.tokenizer, VLLMConfig(enforce_eager=not args.compiled))
     start = time.perf_counter() - t0
     run(args.dialogues, vsim)  # warm-up
+
     # Every timed run starts from an empty prefix cache: otherwise it would find the earlier
     # runs' identical dialogues there (same seed), which no training step does (each policy
-    # version is a new LoRA id, and its dialogues are new).
-    def cold(*a, **kw):
-        vsim.llm.reset_prefix_cache()
-        return run(*a, **kw)
+    # version is a new LoRA id or new weights, and its dialogues are new).
+    def cold(engine, *a, **kw):
+        engine.llm.reset_prefix_cache()
+        return run(*a, generator=engine, **kw)
 
     # The streaming engine and its ceiling, interleaved `repeats` times: one pair moves by
     # several percent from run to run on a shared 2-core machine, so the median pair is reported.
     pairs = []
     vsim.prompt_tokens = vsim.cached_tokens = 0
     for _ in range(args.repeats):
-        t_v, sim_v, all_v = cold(args.dialogues, vsim)  # streaming, the vllm default
+        t_v, sim_v, all_v = cold(vsim, args.dialogues)  # streaming, the vllm default
         per_seq = max(1, round(all_v / args.dialogues))
         params = SamplingParams(temperature=0.8, top_p=0.95, max_tokens=per_seq, min_tokens=per_seq, ignore_eos=True,
                                 seed=0, detokenize=False)
@@ -174,7 +179,7 @@ def vllm_rows(args, lm, prompts, run, hf_batched: float) -> dict:
     # What each side computes (a 2-core CPU is compute-bound: a prefilled token costs about what a
     # generated one does): the streaming runs' prompt tokens not found cached, per run.
     stream_prefill = (vsim.prompt_tokens - vsim.cached_tokens) / args.repeats
-    t_ls, _, all_ls = cold(args.dialogues, vsim, continuous=False)  # lockstep turns, as the hf engine
+    t_ls, _, all_ls = cold(vsim, args.dialogues, continuous=False)  # lockstep turns, as the hf engine
 
     # A trained policy: LoRA r=16 on all linear layers, lora_B off zero (so it is not the identity).
     peft_model = get_peft_model(lm.model, LoraConfig(r=16, lora_alpha=32, target_modules="all-linear"))
@@ -185,23 +190,32 @@ def vllm_rows(args, lm, prompts, run, hf_batched: float) -> dict:
                 p.normal_(0, 0.01)
     folder = tempfile.mkdtemp()
     peft_model.save_pretrained(folder)
-    vsim.set_adapter(folder, 1)
-    run(args.dialogues, vsim)  # warm-up (loads the adapter)
-    t_l, _, all_l = cold(args.dialogues, vsim)
 
-    # The same adapter merged into the weights and loaded in place (weight_sync: merged), so
-    # no LoRA kernels run. The agent shares this engine, so it plays the merged weights too;
-    # its lines cost what the base's do. (The engine keeps LoRA enabled, as in the base rows.)
+    # The adapter merged into the weights and loaded in place (weight_sync: merged): no LoRA
+    # kernels run. The agent shares this engine, so it plays the merged weights too; its lines
+    # cost what the base's do.
     t0 = time.perf_counter()
     vsim.load_weights(merged_weights(models.checkpoint_files(args.model), get_peft_model_state_dict(peft_model),
                                      peft_model.peft_config["default"]))
     push = time.perf_counter() - t0
-    vsim.set_adapter(None, 0)
     run(args.dialogues, vsim)  # warm-up
-    t_m, _, all_m = cold(args.dialogues, vsim)
+    t_m, _, all_m = cold(vsim, args.dialogues)
+    vsim.close()
+
+    # weight_sync: lora: an engine with LoRA support, first on the base weights, then serving
+    # the adapter as the policy (the agent keeps the base weights, as in training).
+    vlora = VLLMGenerator(str(models.resolve(args.model)), lm.tokenizer, VLLMConfig(enforce_eager=not args.compiled),
+                          max_lora_rank=16)
+    run(args.dialogues, vlora)  # warm-up
+    t_lb, _, all_lb = cold(vlora, args.dialogues)
+    vlora.set_adapter(folder, 1)
+    run(args.dialogues, vlora)  # warm-up (loads the adapter)
+    t_l, _, all_l = cold(vlora, args.dialogues)
+    vlora.close()
     return {"vllm_tok_s": round(engine, 1), "vllm_sim_tok_s": round(sim_rate, 1),
             "vllm_lockstep_tok_s": round(all_ls / t_ls, 1),
             "vllm_call_tok_s": round(call, 1), "vllm_lora_tok_s": round(all_l / t_l, 1),
+            "vllm_lora_engine_base_tok_s": round(all_lb / t_lb, 1),
             "vllm_merged_tok_s": round(all_m / t_m, 1), "vllm_merged_push_s": round(push, 2),
             "vllm_vs_hf_batched": round(engine / hf_batched, 2), "vllm_fraction_of_call": round(engine / call, 3),
             "vllm_fraction_of_call_each": [round(f, 3) for f in fractions], "vllm_prefix_cache_hit": round(cache_hit, 3),

@@ -133,6 +133,14 @@ class VLLMGenerator:
         # Prompt tokens of the finished requests, and how many of them the prefix cache held.
         self.prompt_tokens = self.cached_tokens = 0
 
+    def close(self) -> None:
+        """Stop the engine and free its KV cache, so another engine can start in this process."""
+        import gc
+
+        self.llm.llm_engine.engine_core.shutdown()
+        del self.llm
+        gc.collect()
+
     def set_adapter(self, path: str | None, version: int) -> None:
         """Serve the adapter in ``path`` as the policy from now on (``None``: the base weights).
         Each version gets its own LoRA id, so vLLM never serves a cached older one."""
