@@ -146,8 +146,12 @@ def vllm_rows(args, lm, prompts, run, hf_batched: float) -> dict:
     # No LoRA support in this engine: with it, every step runs vLLM's LoRA kernels (on the
     # logits too) even with no adapter loaded, about 8% of the base rows' tokens/s on this CPU.
     # The hf rows run the bare model; so does this engine, as weight_sync: merged serves it.
+    def start_engine(max_lora_rank: int | None = None) -> VLLMGenerator:
+        return VLLMGenerator(str(models.resolve(args.model)), lm.tokenizer, VLLMConfig(enforce_eager=not args.compiled),
+                             max_lora_rank=max_lora_rank)
+
     t0 = time.perf_counter()
-    vsim = VLLMGenerator(str(models.resolve(args.model)), lm.tokenizer, VLLMConfig(enforce_eager=not args.compiled))
+    vsim = start_engine()
     start = time.perf_counter() - t0
     run(args.dialogues, vsim)  # warm-up
 
@@ -176,8 +180,8 @@ def vllm_rows(args, lm, prompts, run, hf_batched: float) -> dict:
     fractions = sorted(e / c for e, c, _ in pairs)
     engine, call, sim_rate = sorted(pairs, key=lambda x: x[0] / x[1])[len(pairs) // 2]  # the median pair
     cache_hit = vsim.cached_tokens / max(1, vsim.prompt_tokens)  # of the streaming runs' prompt tokens
-    # What each side computes (a 2-core CPU is compute-bound: a prefilled token costs about what a
-    # generated one does): the streaming runs' prompt tokens not found cached, per run.
+    # What the stream computes beyond the call: the streaming runs' prompt tokens not found
+    # cached, per run (on this CPU a prefilled token costs about 1.4 ms; README, throughput).
     stream_prefill = (vsim.prompt_tokens - vsim.cached_tokens) / args.repeats
     t_ls, _, all_ls = cold(vsim, args.dialogues, continuous=False)  # lockstep turns, as the hf engine
 
@@ -204,8 +208,7 @@ def vllm_rows(args, lm, prompts, run, hf_batched: float) -> dict:
 
     # weight_sync: lora: an engine with LoRA support, first on the base weights, then serving
     # the adapter as the policy (the agent keeps the base weights, as in training).
-    vlora = VLLMGenerator(str(models.resolve(args.model)), lm.tokenizer, VLLMConfig(enforce_eager=not args.compiled),
-                          max_lora_rank=16)
+    vlora = start_engine(max_lora_rank=16)
     run(args.dialogues, vlora)  # warm-up
     t_lb, _, all_lb = cold(vlora, args.dialogues)
     vlora.set_adapter(folder, 1)
