@@ -53,6 +53,7 @@ class LineRequest:
     seed: int
     use_adapter: bool = True
     want_logprobs: bool = False
+    last: bool = False  # no later request continues this one's sequence (an engine may free its cache)
 
 
 class ChatFormat:

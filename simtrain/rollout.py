@@ -192,6 +192,10 @@ class RolloutEngine:
         def line_seed(i: int, u: int) -> int:
             return (seeds[i] * 1_000_003 + u) % (2**31 - 1)
 
+        def last_line(u: int) -> bool:
+            """Whether utterance ``u``'s speaker has no later line (the engine may drop its view)."""
+            return all(self._speaker(k) != self._speaker(u) for k in range(u + 1, self.num_utterances))
+
         def play(i: int) -> list[LineRequest]:
             """Play dialogue ``i`` up to its next generated line and return that request; a
             finished dialogue starts the next waiting one instead."""
@@ -200,12 +204,13 @@ class RolloutEngine:
                 u = len(s.turns)
                 if self._speaker(u) == "simulator":
                     return [LineRequest(("simulator", i), self._simulator_ids(s), self.sampling, line_seed(i, u),
-                                        use_adapter=True, want_logprobs=record_tokens)]
+                                        use_adapter=True, want_logprobs=record_tokens, last=last_line(u))]
                 if u == 0:
                     line = opening_line(s.job.task, s.job.persona)
                 else:
                     line = self.agent.turn(i, self._agent_view(s), self.sim, line_seed(i, u))
                     if isinstance(line, LineRequest):
+                        line.last = last_line(u)
                         return [line]
                 self._add_agent_line(s, line)
                 advance(1)

