@@ -237,11 +237,12 @@ class VLLMGenerator:
                 params.output_kind = RequestOutputKind.DELTA  # a session's line does not end its request
                 lora = self.lora if r.use_adapter else None
                 s = parked.pop(r.key, None)
-                if s is not None and r.prompt[:len(s.tokens)] != s.tokens:  # not a continuation of it
+                if s is not None and (s.lora is not lora or len(r.prompt) <= len(s.tokens)
+                                      or r.prompt[:len(s.tokens)] != s.tokens):  # not a continuation of it
                     engine.abort_request([s.rid])
                     s = None
                 if s is None:
-                    s = _Session(f"line-{next(self._request_ids)}", None, [])
+                    s = _Session(f"line-{next(self._request_ids)}", None, [], lora)
                     if self._sessions:
                         # A copy: the session's scheduler request grows its prompt list in place.
                         req = engine.input_processor.process_inputs(
@@ -320,12 +321,13 @@ def _with_prompt_copy(request):
 
 @dataclass
 class _Session:
-    """One key's lines in the engine: vLLM's request (our id, vLLM's id) and the tokens its KV
-    cache holds once a line is done."""
+    """One key's lines in the engine: vLLM's request (our id, vLLM's id), the tokens its KV
+    cache holds once a line is done, and the adapter it runs (fixed for the session)."""
 
     rid: str
     internal: str | None
     tokens: list[int]
+    lora: object
 
 
 @dataclass
