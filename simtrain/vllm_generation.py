@@ -189,7 +189,7 @@ class VLLMGenerator:
         """The line of a finished ``LLM.generate`` request."""
         o = out.outputs[0]
         ids = list(o.token_ids)
-        logps = [lp[t].logprob for lp, t in zip(o.logprobs, ids)] if want_logprobs else None
+        logps = _sampled_logprobs(o.logprobs, ids) if want_logprobs else None
         return self._line(ids, logps, len(out.prompt_token_ids), out.num_cached_tokens or 0)
 
     def generate_in_context(self, ctx: BatchContext, sampling: SamplingConfig, use_adapter: bool = True,
@@ -244,26 +244,31 @@ class VLLMGenerator:
                 if s is None:
                     s = _Session(f"line-{next(self._request_ids)}", None, [], lora)
                     if self._sessions:
-                        # A copy: the session's scheduler request grows its prompt list in place.
-                        req = engine.input_processor.process_inputs(
-                            s.rid, {"prompt_token_ids": list(r.prompt)}, params, supported_tasks=self._tasks,
-                            lora_request=lora, resumable=True)
-                        engine.input_processor.assign_request_id(req)  # vLLM's own id: ours plus a suffix
-                        s.internal = req.request_id
-                        # Its own copy of the prompt: in-process, the scheduler's request shares the
-                        # list, and both extend it with each session input (it would be extended twice).
-                        engine.output_processor.add_request(_with_prompt_copy(req), None, None, 0)
-                        engine.engine_core.add_request(req)
+                        submit(s, r.prompt, params)
                     else:
                         engine.add_request(s.rid, {"prompt_token_ids": r.prompt}, params, lora_request=lora)
                 else:  # the session's next input: the tokens since its KV cache's end
-                    req = engine.input_processor.process_inputs(
-                        s.internal, {"prompt_token_ids": r.prompt[len(s.tokens):]}, params,
-                        supported_tasks=self._tasks, lora_request=lora, resumable=True)
-                    req.external_req_id = s.rid
-                    engine.output_processor.add_request(req, None, None, 0)
-                    engine.engine_core.add_request(req)
+                    submit(s, r.prompt[len(s.tokens):], params)
                 running[s.rid] = _Line(r, s, cached=len(s.tokens))
+
+        def submit(s: _Session, tokens: list[int], params) -> None:
+            """One input of a session to the engine: its first prompt, or the tokens since.
+            0.32's ``LLMEngine.add_request`` takes no ``resumable``, so this does its three steps."""
+            first = s.internal is None
+            # A copy: the session's scheduler request grows its prompt list in place.
+            req = engine.input_processor.process_inputs(
+                s.rid if first else s.internal, {"prompt_token_ids": list(tokens)}, params,
+                supported_tasks=self._tasks, lora_request=s.lora, resumable=True)
+            if first:
+                engine.input_processor.assign_request_id(req)  # vLLM's own id: ours plus a suffix
+                s.internal = req.request_id
+                # Its own copy of the prompt: in-process, the scheduler's request shares the
+                # list, and both extend it with each session input (it would be extended twice).
+                engine.output_processor.add_request(_with_prompt_copy(req), None, None, 0)
+            else:
+                req.external_req_id = s.rid
+                engine.output_processor.add_request(req, None, None, 0)
+            engine.engine_core.add_request(req)
 
         try:
             add(first)
@@ -275,7 +280,7 @@ class VLLMGenerator:
                     o = out.outputs[0]
                     line.ids += o.token_ids
                     if line.request.want_logprobs:
-                        line.logps += [lp[t].logprob for lp, t in zip(o.logprobs, o.token_ids)]
+                        line.logps += _sampled_logprobs(o.logprobs, o.token_ids)
                     if o.finish_reason is None:
                         continue
                     del running[out.request_id]
@@ -308,6 +313,11 @@ class VLLMGenerator:
         out = self.llm.generate([{"prompt_token_ids": list(ids)}], SamplingParams(max_tokens=1, prompt_logprobs=0),
                                 use_tqdm=False, lora_request=self.lora if use_adapter else None)[0]
         return [out.prompt_logprobs[i][ids[i]].logprob for i in range(1, len(ids))]
+
+
+def _sampled_logprobs(logprobs, ids) -> list[float]:
+    """The log-prob of each sampled token, from vLLM's per-position candidates."""
+    return [lp[t].logprob for lp, t in zip(logprobs, ids)]
 
 
 def _with_prompt_copy(request):
